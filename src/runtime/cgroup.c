@@ -1,0 +1,1466 @@
+/* Container cgroups on v1, v2 and hybrid hosts.
+ *
+ * The host layout (which hierarchies are mounted where) is read once, from
+ * statfs(/sys/fs/cgroup) and /proc/self/mountinfo, and never changes after;
+ * everything a struct lm_cgroup needs is derived from that layout plus the
+ * container's relative path, so a cgroup reopened from state behaves exactly
+ * like the one create returned.  create records every directory it makes, so
+ * a failure part-way removes exactly those and nothing that existed before
+ * (an existing cgroup is reused, as runc does for joined cgroups).  Limits are
+ * written one file at a time with errors naming the file and the value; the
+ * kernel's ordering rules (v1 memory vs memsw, cfs period vs quota, empty v1
+ * cpusets, v2 subtree_control delegation) are handled here so that callers
+ * never need to know them.
+ */
+#include "runtime/cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+#define MAX_V1_HIERARCHIES 32
+/* How long destroy waits for exiting tasks, and kill_all for a freeze. */
+#define SETTLE_STEP_NS (10 * 1000 * 1000L)
+#define SETTLE_STEPS 100
+
+struct hierarchy {
+	char *mount;   /* where it is mounted */
+	char *options; /* super options wrapped in commas: ",rw,cpu,cpuacct," */
+	char dev[32];  /* "major:minor" of the superblock: one per hierarchy */
+};
+
+struct layout {
+	bool ok;
+	struct lm_error error; /* why detection failed, when !ok */
+	enum lm_cgroup_mode mode;
+	struct hierarchy v1[MAX_V1_HIERARCHIES];
+	size_t n_v1;
+	char *v2; /* mount point of the cgroup2 hierarchy, or NULL */
+};
+
+/* Written once under pthread_once, read-only afterwards. */
+static struct layout host_layout;
+static pthread_once_t host_layout_once = PTHREAD_ONCE_INIT;
+
+/* Hierarchies worth a directory: real controllers, plus systemd's named one
+ * (runc creates it there too, so systemd tools see the container). */
+static const char *const wanted_v1[] = {
+	"cpu",     "cpuacct",  "cpuset",     "memory",  "devices", "freezer", "blkio",
+	"pids",    "net_cls",  "net_prio",   "perf_event", "hugetlb", "rdma", "misc",
+	"name=systemd", NULL,
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+struct strv {
+	char **v;
+	size_t n;
+};
+
+static int strv_push(struct strv *s, const char *str)
+{
+	char **nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -1;
+	s->v = nv;
+	nv[s->n] = strdup(str);
+	if (!nv[s->n])
+		return -1;
+	s->n++;
+	return 0;
+}
+
+static void strv_free(struct strv *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+static void settle_sleep(void)
+{
+	struct timespec ts = {0, SETTLE_STEP_NS};
+	nanosleep(&ts, NULL);
+}
+
+static int join_path(char *buf, size_t size, const char *dir, const char *file, struct lm_error *err)
+{
+	int n = file ? snprintf(buf, size, "%s/%s", dir, file) : snprintf(buf, size, "%s", dir);
+	if (n < 0 || (size_t)n >= size)
+		return lm_err(err, ENAMETOOLONG, "cgroup path too long: %s/%s", dir, file ? file : "");
+	return 0;
+}
+
+static bool file_exists(const char *dir, const char *file)
+{
+	char path[PATH_MAX];
+	struct lm_error ignored;
+	if (join_path(path, sizeof(path), dir, file, &ignored) < 0)
+		return false;
+	return access(path, F_OK) == 0;
+}
+
+static bool dir_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* cgroup files take one write() per value: the kernel parses each write as a
+ * whole, so a partial write is an error, not something to continue. */
+static int cg_write(const char *dir, const char *file, const char *value, struct lm_error *err)
+{
+	char path[PATH_MAX];
+	if (join_path(path, sizeof(path), dir, file, err) < 0)
+		return lm_error_prefix(err, "write %s=%s", file, value);
+	autofd fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return lm_err_sys(err, "write %s=%s", file, value);
+	size_t len = strlen(value);
+	ssize_t n;
+	do
+		n = write(fd, value, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return lm_err_sys(err, "write %s=%s", file, value);
+	if ((size_t)n != len)
+		return lm_err(err, EIO, "write %s=%s: short write", file, value);
+	return 0;
+}
+
+static int cg_write_i64(const char *dir, const char *file, int64_t v, struct lm_error *err)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return cg_write(dir, file, buf, err);
+}
+
+static int cg_write_u64(const char *dir, const char *file, uint64_t v, struct lm_error *err)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return cg_write(dir, file, buf, err);
+}
+
+/* Whole file into a malloc'd NUL-terminated buffer (cgroup.procs can be big). */
+static int cg_read_all(const char *dir, const char *file, char **out, struct lm_error *err)
+{
+	char path[PATH_MAX];
+	*out = NULL;
+	if (join_path(path, sizeof(path), dir, file, err) < 0)
+		return -1;
+	autofd fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return lm_err_sys(err, "read %s", path);
+	size_t cap = 4096, len = 0;
+	autofree char *buf = malloc(cap);
+	if (!buf)
+		return lm_err(err, ENOMEM, "read %s: out of memory", path);
+	for (;;) {
+		if (cap - len < 2) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				return lm_err(err, ENOMEM, "read %s: out of memory", path);
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return lm_err_sys(err, "read %s", path);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = steal_ptr(&buf);
+	return 0;
+}
+
+/* A one-line file, trailing whitespace stripped. */
+static int cg_read_line(const char *dir, const char *file, char *buf, size_t size, struct lm_error *err)
+{
+	autofree char *all = NULL;
+	if (cg_read_all(dir, file, &all, err) < 0)
+		return -1;
+	size_t len = strlen(all);
+	while (len > 0 && (all[len - 1] == '\n' || all[len - 1] == ' '))
+		all[--len] = '\0';
+	if (len >= size)
+		return lm_err(err, EOVERFLOW, "read %s/%s: value too long", dir, file);
+	memcpy(buf, all, len + 1);
+	return 0;
+}
+
+/* "key N" line of a flat-keyed file such as memory.events. */
+static bool keyed_value(const char *text, const char *key, uint64_t *value)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+			*value = strtoull(line + klen + 1, NULL, 10);
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool has_token(const char *list, const char *sep, const char *token)
+{
+	size_t tlen = strlen(token);
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, sep);
+		if (len == tlen && strncmp(p, token, tlen) == 0)
+			return true;
+		p += len;
+		p += strspn(p, sep);
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------- layout */
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+		    r[3] <= '7') {
+			*w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+static bool v1_wanted(const char *options)
+{
+	for (size_t i = 0; wanted_v1[i]; i++)
+		if (has_token(options, ",", wanted_v1[i]))
+			return true;
+	return false;
+}
+
+static int add_v1(struct layout *l, const char *dev, const char *mount, const char *superopts,
+		  struct lm_error *err)
+{
+	for (size_t i = 0; i < l->n_v1; i++)
+		if (strcmp(l->v1[i].dev, dev) == 0)
+			return 0; /* the same hierarchy mounted twice */
+	if (!v1_wanted(superopts))
+		return 0;
+	if (l->n_v1 == MAX_V1_HIERARCHIES)
+		return lm_err(err, E2BIG, "more than %d cgroup v1 hierarchies mounted", MAX_V1_HIERARCHIES);
+	struct hierarchy *h = &l->v1[l->n_v1];
+	h->mount = strdup(mount);
+	if (asprintf(&h->options, ",%s,", superopts) < 0)
+		h->options = NULL;
+	if (!h->mount || !h->options) {
+		free(h->mount);
+		free(h->options);
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	snprintf(h->dev, sizeof(h->dev), "%s", dev);
+	l->n_v1++;
+	return 0;
+}
+
+static int parse_mountinfo(struct layout *l, struct lm_error *err)
+{
+	autofclose *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return lm_err_sys(err, "open /proc/self/mountinfo");
+	autofree char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent major:minor root mountpoint options [optional...] - fstype source superopts */
+		char *sep = strstr(line, " - ");
+		if (!sep)
+			continue;
+		*sep = '\0';
+		char *save = NULL;
+		strtok_r(line, " ", &save);                /* id */
+		strtok_r(NULL, " ", &save);                /* parent */
+		char *dev = strtok_r(NULL, " ", &save);
+		strtok_r(NULL, " ", &save);                /* root */
+		char *mount = strtok_r(NULL, " ", &save);
+		char *tsave = NULL;
+		char *fstype = strtok_r(sep + 3, " \n", &tsave);
+		strtok_r(NULL, " \n", &tsave);             /* source */
+		char *superopts = strtok_r(NULL, " \n", &tsave);
+		if (!dev || !mount || !fstype || !superopts)
+			continue;
+		unescape_octal(mount);
+		if (strcmp(fstype, "cgroup") == 0) {
+			if (add_v1(l, dev, mount, superopts, err) < 0)
+				return -1;
+		} else if (strcmp(fstype, "cgroup2") == 0 && !l->v2) {
+			l->v2 = strdup(mount);
+			if (!l->v2)
+				return lm_err(err, ENOMEM, "out of memory");
+		}
+	}
+	return 0;
+}
+
+static void detect_layout(void)
+{
+	struct layout *l = &host_layout;
+	struct statfs sfs;
+	if (statfs(CGROUP_ROOT, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) {
+		l->mode = LM_CGROUP_V2;
+		l->v2 = strdup(CGROUP_ROOT);
+		l->ok = l->v2 != NULL;
+		if (!l->ok)
+			lm_err(&l->error, ENOMEM, "out of memory");
+		return;
+	}
+	if (parse_mountinfo(l, &l->error) < 0) {
+		lm_error_prefix(&l->error, "detect cgroup layout");
+		return;
+	}
+	if (l->n_v1 > 0)
+		l->mode = l->v2 ? LM_CGROUP_HYBRID : LM_CGROUP_V1;
+	else if (l->v2)
+		l->mode = LM_CGROUP_V2;
+	else {
+		lm_err(&l->error, ENOENT, "detect cgroup layout: no cgroup hierarchy is mounted");
+		return;
+	}
+	l->ok = true;
+}
+
+static const struct layout *get_layout(struct lm_error *err)
+{
+	pthread_once(&host_layout_once, detect_layout);
+	if (!host_layout.ok) {
+		*err = host_layout.error;
+		return NULL;
+	}
+	return &host_layout;
+}
+
+int lm_cgroup_detect(enum lm_cgroup_mode *mode, struct lm_error *err)
+{
+	const struct layout *l = get_layout(err);
+	if (!l)
+		return err->code > 0 ? -err->code : -1;
+	*mode = l->mode;
+	return 0;
+}
+
+enum lm_cgroup_mode lm_cgroup_host_mode(void)
+{
+	struct lm_error err;
+	const struct layout *l = get_layout(&err);
+	return l ? l->mode : LM_CGROUP_V1;
+}
+
+bool lm_cgroup_device_filter_supported(void)
+{
+	return lm_cgroup_host_mode() != LM_CGROUP_V2;
+}
+
+static const struct hierarchy *v1_hierarchy(const struct layout *l, const char *controller)
+{
+	for (size_t i = 0; i < l->n_v1; i++)
+		if (has_token(l->v1[i].options, ",", controller))
+			return &l->v1[i];
+	return NULL;
+}
+
+/* Every hierarchy root a container gets a directory in, in a fixed order. */
+static size_t hierarchy_roots(const struct layout *l, const char **roots)
+{
+	size_t n = 0;
+	if (l->mode != LM_CGROUP_V2)
+		for (size_t i = 0; i < l->n_v1; i++)
+			roots[n++] = l->v1[i].mount;
+	if (l->v2)
+		roots[n++] = l->v2;
+	return n;
+}
+
+/* The directory holding `controller`'s files, false when it is not mounted. */
+static bool controller_dir(const struct layout *l, const char *rel, const char *controller, char *buf,
+			   size_t size)
+{
+	const char *root;
+	if (l->mode == LM_CGROUP_V2) {
+		root = l->v2;
+	} else {
+		const struct hierarchy *h = v1_hierarchy(l, controller);
+		if (!h)
+			return false;
+		root = h->mount;
+	}
+	int n = snprintf(buf, size, "%s%s", root, rel);
+	return n > 0 && (size_t)n < size;
+}
+
+static bool v2_dir(const struct layout *l, const char *rel, char *buf, size_t size)
+{
+	if (!l->v2)
+		return false;
+	int n = snprintf(buf, size, "%s%s", l->v2, rel);
+	return n > 0 && (size_t)n < size;
+}
+
+char *lm_cgroup_controller_dir(const struct lm_cgroup *cg, const char *controller)
+{
+	struct lm_error err;
+	const struct layout *l = get_layout(&err);
+	char buf[PATH_MAX];
+	if (!l || !cg->rel_path) {
+		errno = ENOENT;
+		return NULL;
+	}
+	if (controller_dir(l, cg->rel_path, controller, buf, sizeof(buf)))
+		return strdup(buf);
+	/* Hybrid hosts keep the controllers v1 does not claim (hugetlb here) in v2. */
+	autofree char *avail = NULL;
+	if (l->mode == LM_CGROUP_HYBRID && cg_read_all(l->v2, "cgroup.controllers", &avail, &err) == 0 &&
+	    has_token(avail, " \n", controller) && v2_dir(l, cg->rel_path, buf, sizeof(buf)))
+		return strdup(buf);
+	errno = ENOENT;
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static bool bad_component(const char *s, size_t len)
+{
+	if (len == 2 && s[0] == '.' && s[1] == '.')
+		return true;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return true;
+	return false;
+}
+
+/* "/a//b/./c/" -> "/a/b/c"; rejects "..", control characters and the root. */
+static int normalize_path(const char *in, char **out, struct lm_error *err)
+{
+	*out = NULL;
+	if (!*in)
+		return lm_err(err, EINVAL, "cgroupsPath is empty");
+	autofree char *res = malloc(strlen(in) + 2);
+	if (!res)
+		return lm_err(err, ENOMEM, "out of memory");
+	size_t len = 0;
+	for (const char *p = in; *p;) {
+		p += strspn(p, "/");
+		size_t clen = strcspn(p, "/");
+		if (clen == 0)
+			break;
+		if (bad_component(p, clen))
+			return lm_err(err, EINVAL, "cgroupsPath \"%s\": \"..\" components and control characters are not allowed", in);
+		if (!(clen == 1 && p[0] == '.')) {
+			res[len++] = '/';
+			memcpy(res + len, p, clen);
+			len += clen;
+		}
+		p += clen;
+	}
+	res[len] = '\0';
+	if (len == 0)
+		return lm_err(err, EINVAL, "cgroupsPath \"%s\" names the root cgroup", in);
+	*out = steal_ptr(&res);
+	return 0;
+}
+
+static bool plain_name(const char *s)
+{
+	return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && !bad_component(s, strlen(s));
+}
+
+/* systemd slices nest by their dashes: "a-b.slice" lives in "a.slice". */
+static int expand_slice(const char *slice, char **out, struct lm_error *err)
+{
+	size_t len = strlen(slice);
+	const size_t suffix = strlen(".slice");
+	*out = NULL;
+	if (len <= suffix || strcmp(slice + len - suffix, ".slice") != 0 || !plain_name(slice))
+		return lm_err(err, EINVAL, "cgroupsPath: \"%s\" is not a systemd slice name (expected \"name.slice\")", slice);
+	if (strcmp(slice, "-.slice") == 0) {
+		*out = strdup("");
+		return *out ? 0 : lm_err(err, ENOMEM, "out of memory");
+	}
+	size_t base = len - suffix;
+	if (slice[0] == '-' || slice[base - 1] == '-' || memmem(slice, base, "--", 2))
+		return lm_err(err, EINVAL, "cgroupsPath: invalid systemd slice name \"%s\"", slice);
+	/* Each dash adds one level, each level repeats the prefix: bounded by len^2. */
+	autofree char *res = malloc(len * (len + 8) + 1);
+	if (!res)
+		return lm_err(err, ENOMEM, "out of memory");
+	size_t w = 0;
+	for (size_t i = 0; i <= base; i++) {
+		if (i == base || slice[i] == '-') {
+			res[w++] = '/';
+			memcpy(res + w, slice, i);
+			w += i;
+			memcpy(res + w, ".slice", suffix);
+			w += suffix;
+		}
+	}
+	res[w] = '\0';
+	*out = steal_ptr(&res);
+	return 0;
+}
+
+static int systemd_path(const char *spec, char **out, struct lm_error *err)
+{
+	const char *c1 = strchr(spec, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c1 || !c2 || strchr(c2 + 1, ':'))
+		return lm_err(err, EINVAL, "cgroupsPath \"%s\": expected the systemd form \"slice:prefix:name\"", spec);
+	autofree char *slice = strndup(spec, (size_t)(c1 - spec));
+	autofree char *prefix = strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+	const char *name = c2 + 1;
+	if (!slice || !prefix)
+		return lm_err(err, ENOMEM, "out of memory");
+	if (!plain_name(name))
+		return lm_err(err, EINVAL, "cgroupsPath \"%s\": invalid or empty unit name", spec);
+	if (*prefix && !plain_name(prefix))
+		return lm_err(err, EINVAL, "cgroupsPath \"%s\": invalid scope prefix", spec);
+	autofree char *slice_path = NULL;
+	if (expand_slice(*slice ? slice : "system.slice", &slice_path, err) < 0)
+		return lm_error_prefix(err, "cgroupsPath \"%s\"", spec);
+	size_t nlen = strlen(name);
+	bool is_slice = nlen > 6 && strcmp(name + nlen - 6, ".slice") == 0;
+	int n = asprintf(out, "%s/%s%s%s%s", slice_path, prefix, *prefix ? "-" : "", name,
+			 is_slice ? "" : ".scope");
+	if (n < 0) {
+		*out = NULL;
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int lm_cgroup_path_for(const char *cgroups_path, const char *id, char **out, struct lm_error *err)
+{
+	*out = NULL;
+	if (!cgroups_path) {
+		if (!id || !plain_name(id))
+			return lm_err(err, EINVAL, "container id \"%s\" cannot name a cgroup", id ? id : "");
+		if (asprintf(out, "/lamina/%s", id) < 0) {
+			*out = NULL;
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		return 0;
+	}
+	if (*cgroups_path && *cgroups_path != '/' && strchr(cgroups_path, ':'))
+		return systemd_path(cgroups_path, out, err);
+	return normalize_path(cgroups_path, out, err);
+}
+
+/* ---------------------------------------------------------------- conversions */
+
+uint64_t lm_cgroup_shares_to_weight(uint64_t shares)
+{
+	if (shares == 0)
+		return 0;
+	if (shares < 2)
+		shares = 2;
+	if (shares > 262144)
+		shares = 262144;
+	return 1 + ((shares - 2) * 9999) / 262142;
+}
+
+uint64_t lm_cgroup_blkio_to_io_weight(uint16_t weight)
+{
+	if (weight == 0)
+		return 0;
+	if (weight < 10)
+		return 1;
+	if (weight > 1000)
+		return 10000;
+	return 1 + ((uint64_t)weight - 10) * 9999 / 990;
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static bool swap_is_set(const struct lm_resources *r)
+{
+	/* 0 means "not set" in runc's reading of the OCI spec; keep that. */
+	return r->has_mem_swap && r->mem_swap != 0;
+}
+
+static int validate_unified_key(const char *key, struct lm_error *err)
+{
+	if (!*key || strchr(key, '/') || !strchr(key + 1, '.') || key[0] == '.' || bad_component(key, strlen(key)))
+		return lm_err(err, EINVAL, "unified key \"%s\": not a cgroup file name", key);
+	return 0;
+}
+
+static int validate_resources(const struct layout *l, const struct lm_resources *r, struct lm_error *err)
+{
+	if (r->has_mem_limit && r->mem_limit < -1)
+		return lm_err(err, EINVAL, "memory limit %" PRId64 " is negative", r->mem_limit);
+	if (swap_is_set(r) && r->mem_swap < -1)
+		return lm_err(err, EINVAL, "memory swap %" PRId64 " is negative", r->mem_swap);
+	if (swap_is_set(r) && r->mem_swap > 0 && r->has_mem_limit && r->mem_limit > 0 && r->mem_swap < r->mem_limit)
+		return lm_err(err, EINVAL,
+			      "memory swap %" PRId64 " is below the memory limit %" PRId64
+			      " (swap is memory+swap, as in the OCI spec)",
+			      r->mem_swap, r->mem_limit);
+	if (l->mode == LM_CGROUP_V2 && swap_is_set(r) && r->mem_swap > 0 && !(r->has_mem_limit && r->mem_limit > 0))
+		return lm_err(err, EINVAL, "memory swap limit needs a memory limit on cgroup v2");
+	if (r->has_mem_swappiness && r->mem_swappiness > 100)
+		return lm_err(err, EINVAL, "memory swappiness %" PRId64 " is out of range 0..100", r->mem_swappiness);
+	if (l->mode == LM_CGROUP_V2 && ((r->has_cpu_rt_runtime && r->cpu_rt_runtime != 0) ||
+					 (r->has_cpu_rt_period && r->cpu_rt_period != 0)))
+		return lm_err(err, ENOTSUP, "realtime cpu limits (cpu.realtimeRuntime/realtimePeriod) are not supported on cgroup v2");
+	for (size_t i = 0; i < r->n_devices; i++) {
+		const struct lm_device_rule *d = &r->devices[i];
+		if (d->type != 'a' && d->type != 'c' && d->type != 'b')
+			return lm_err(err, EINVAL, "device rule %zu: type '%c' is not a, c or b", i, d->type);
+		if (d->access && (!*d->access || d->access[strspn(d->access, "rwm")]))
+			return lm_err(err, EINVAL, "device rule %zu: access \"%s\" is not a subset of rwm", i, d->access);
+	}
+	if (r->n_unified > 0 && !l->v2)
+		return lm_err(err, ENOTSUP, "unified resources need a cgroup v2 hierarchy (this host has cgroup v1 only)");
+	for (size_t i = 0; i < r->n_unified; i++)
+		if (validate_unified_key(r->unified[i].key, err) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- directories */
+
+/* root+rel, one level at a time, recording what did not exist before.
+ * ENOENT means a concurrent rollback removed a shared ancestor: start over. */
+static int mkdir_chain(const char *root, const char *rel, struct strv *created, struct lm_error *err)
+{
+	char path[PATH_MAX];
+	for (int attempt = 0;; attempt++) {
+		if (join_path(path, sizeof(path), root, NULL, err) < 0)
+			return -1;
+		size_t len = strlen(path);
+		bool again = false;
+		for (const char *p = rel; *p && !again;) {
+			size_t clen = strcspn(p + 1, "/") + 1;
+			if (len + clen >= sizeof(path))
+				return lm_err(err, ENAMETOOLONG, "cgroup path too long: %s%s", root, rel);
+			memcpy(path + len, p, clen);
+			len += clen;
+			path[len] = '\0';
+			p += clen;
+			if (mkdir(path, 0755) == 0) {
+				if (strv_push(created, path) < 0)
+					return lm_err(err, ENOMEM, "out of memory");
+			} else if (errno == EEXIST) {
+				if (!dir_exists(path))
+					return lm_err(err, ENOTDIR, "mkdir %s: exists and is not a cgroup directory", path);
+			} else if (errno == ENOENT && attempt < 3) {
+				again = true;
+			} else {
+				return lm_err_sys(err, "mkdir %s", path);
+			}
+		}
+		if (!again)
+			return 0;
+	}
+}
+
+/* A new v1 cpuset starts with empty cpus and mems, and attaching a task to it
+ * fails with ENOSPC; give every empty level its parent's sets, top down. */
+static int v1_cpuset_inherit(const char *root, const char *rel, struct lm_error *err)
+{
+	static const char *const files[] = {"cpuset.cpus", "cpuset.mems"};
+	char parent[PATH_MAX], dir[PATH_MAX];
+	if (join_path(parent, sizeof(parent), root, NULL, err) < 0)
+		return -1;
+	size_t len = strlen(parent);
+	for (const char *p = rel; *p;) {
+		size_t clen = strcspn(p + 1, "/") + 1;
+		if (len + clen >= sizeof(dir))
+			return lm_err(err, ENAMETOOLONG, "cgroup path too long: %s%s", root, rel);
+		memcpy(dir, parent, len);
+		memcpy(dir + len, p, clen);
+		len += clen;
+		dir[len] = '\0';
+		p += clen;
+		for (size_t i = 0; i < 2; i++) {
+			char cur[4096], from[4096];
+			if (cg_read_line(dir, files[i], cur, sizeof(cur), err) < 0)
+				return -1;
+			if (*cur)
+				continue;
+			if (cg_read_line(parent, files[i], from, sizeof(from), err) < 0)
+				return -1;
+			if (!*from)
+				return lm_err(err, ENOSPC, "%s/%s is empty: cannot inherit a cpuset", parent, files[i]);
+			if (cg_write(dir, files[i], from, err) < 0)
+				return lm_error_prefix(err, "%s", dir);
+		}
+		memcpy(parent, dir, len + 1);
+	}
+	return 0;
+}
+
+/* Delegate controllers down the v2 tree: each ancestor of the leaf enables
+ * them in cgroup.subtree_control (all available ones when `only` is NULL, as
+ * runc does, so stats work without limits).  Failures are left for the write
+ * that needs the controller to report: an ancestor that holds processes
+ * cannot delegate, and a limit nobody asked for must not fail create. */
+static void v2_delegate(const char *root, const char *rel, const char *only)
+{
+	char dir[PATH_MAX];
+	struct lm_error ignored;
+	if (join_path(dir, sizeof(dir), root, NULL, &ignored) < 0)
+		return;
+	size_t len = strlen(dir);
+	const char *p = rel;
+	for (;;) {
+		autofree char *avail = NULL, *enabled = NULL;
+		if (cg_read_all(dir, "cgroup.controllers", &avail, &ignored) < 0 ||
+		    cg_read_all(dir, "cgroup.subtree_control", &enabled, &ignored) < 0)
+			return;
+		for (const char *c = avail; *c;) {
+			c += strspn(c, " \n");
+			size_t clen = strcspn(c, " \n");
+			if (clen == 0)
+				break;
+			char name[64], plus[66];
+			if (clen < sizeof(name)) {
+				memcpy(name, c, clen);
+				name[clen] = '\0';
+				if ((!only || strcmp(only, name) == 0) && !has_token(enabled, " \n", name)) {
+					snprintf(plus, sizeof(plus), "+%s", name);
+					cg_write(dir, "cgroup.subtree_control", plus, &ignored);
+				}
+			}
+			c += clen;
+		}
+		/* Stop at the leaf's parent: the leaf itself holds the processes. */
+		size_t clen = strcspn(p + 1, "/") + 1;
+		if (!p[clen] || len + clen >= sizeof(dir))
+			return;
+		memcpy(dir + len, p, clen);
+		len += clen;
+		dir[len] = '\0';
+		p += clen;
+	}
+}
+
+static struct timespec deadline_after(long ns)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ns / 1000000000L;
+	t.tv_nsec += ns % 1000000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+static bool past(const struct timespec *deadline)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > deadline->tv_sec ||
+	       (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+/* A cgroup and any child cgroups the workload made in it; ENOENT is success.
+ * EBUSY (tasks still exiting) is retried until the caller's deadline, which
+ * is shared by all directories so a stuck cgroup costs one wait, not one per
+ * hierarchy. */
+static int remove_tree(const char *dir, const struct timespec *deadline, struct lm_error *err)
+{
+	{
+		autoclosedir *d = opendir(dir);
+		if (!d)
+			return errno == ENOENT ? 0 : lm_err_sys(err, "open %s", dir);
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			char child[PATH_MAX];
+			if (join_path(child, sizeof(child), dir, de->d_name, err) < 0)
+				return -1;
+			if (remove_tree(child, deadline, err) < 0)
+				return -1;
+		}
+	}
+	for (;;) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return 0;
+		if ((errno != EBUSY && errno != ENOTEMPTY) || past(deadline))
+			return lm_err_sys(err, "rmdir %s", dir);
+		settle_sleep();
+	}
+}
+
+/* ---------------------------------------------------------------- v1 limits */
+
+static int v1_memory(const char *dir, const struct lm_resources *r, struct lm_error *err)
+{
+	bool has_memsw = file_exists(dir, "memory.memsw.limit_in_bytes");
+	bool set_limit = r->has_mem_limit;
+	bool set_swap = swap_is_set(r);
+	int64_t swap = r->mem_swap;
+	if (set_limit && r->mem_limit == -1 && !set_swap) {
+		/* "unlimited memory" means unlimited memory+swap too, or a
+		 * leftover memsw limit would silently keep capping it */
+		set_swap = true;
+		swap = -1;
+	}
+	if (set_swap && !has_memsw) {
+		if (swap > 0)
+			return lm_err(err, ENOTSUP,
+				      "memory swap limit %" PRId64 " requested, but swap accounting is disabled on this "
+				      "host (no memory.memsw.limit_in_bytes; boot with swapaccount=1)",
+				      swap);
+		set_swap = false; /* unlimited is all there is without swap accounting */
+	}
+	if (set_limit && set_swap) {
+		/* The kernel keeps limit <= memsw after every write.  Raising
+		 * memsw first is safe when the new memsw stays above the current
+		 * limit; otherwise lower the limit first. */
+		char cur[32];
+		if (cg_read_line(dir, "memory.limit_in_bytes", cur, sizeof(cur), err) < 0)
+			return -1;
+		uint64_t cur_limit = strtoull(cur, NULL, 10);
+		bool swap_first = swap == -1 || (uint64_t)swap >= cur_limit;
+		if (swap_first) {
+			if (cg_write_i64(dir, "memory.memsw.limit_in_bytes", swap, err) < 0 ||
+			    cg_write_i64(dir, "memory.limit_in_bytes", r->mem_limit, err) < 0)
+				return -1;
+		} else {
+			if (cg_write_i64(dir, "memory.limit_in_bytes", r->mem_limit, err) < 0 ||
+			    cg_write_i64(dir, "memory.memsw.limit_in_bytes", swap, err) < 0)
+				return -1;
+		}
+	} else if (set_limit) {
+		if (cg_write_i64(dir, "memory.limit_in_bytes", r->mem_limit, err) < 0)
+			return -1;
+	} else if (set_swap) {
+		if (cg_write_i64(dir, "memory.memsw.limit_in_bytes", swap, err) < 0)
+			return -1;
+	}
+	if (r->has_mem_reservation && cg_write_i64(dir, "memory.soft_limit_in_bytes", r->mem_reservation, err) < 0)
+		return -1;
+	/* Negative swappiness is the "unset" some tools send. */
+	if (r->has_mem_swappiness && r->mem_swappiness >= 0 &&
+	    cg_write_i64(dir, "memory.swappiness", r->mem_swappiness, err) < 0)
+		return -1;
+	if (r->disable_oom_killer && cg_write(dir, "memory.oom_control", "1", err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Two values whose ratio the kernel checks after each write: if writing a
+ * then b is rejected part-way, b then a usually fits. */
+static int write_pair(const char *dir, const char *fa, const char *va, const char *fb, const char *vb,
+		      struct lm_error *err)
+{
+	if (cg_write(dir, fa, va, err) == 0)
+		return cg_write(dir, fb, vb, err);
+	if (err->code != EINVAL && err->code != EBUSY)
+		return -1;
+	struct lm_error first = *err;
+	if (cg_write(dir, fb, vb, err) == 0 && cg_write(dir, fa, va, err) == 0)
+		return 0;
+	*err = first;
+	return -1;
+}
+
+static int v1_cpu(const char *dir, const struct lm_resources *r, struct lm_error *err)
+{
+	char a[32], b[32];
+	if (r->has_cpu_shares && r->cpu_shares != 0 && cg_write_u64(dir, "cpu.shares", r->cpu_shares, err) < 0)
+		return -1;
+	bool quota = r->has_cpu_quota && r->cpu_quota != 0;
+	bool period = r->has_cpu_period && r->cpu_period != 0;
+	snprintf(a, sizeof(a), "%" PRIu64, r->cpu_period);
+	snprintf(b, sizeof(b), "%" PRId64, r->cpu_quota > 0 ? r->cpu_quota : -1);
+	if (period && quota) {
+		if (write_pair(dir, "cpu.cfs_period_us", a, "cpu.cfs_quota_us", b, err) < 0)
+			return -1;
+	} else if (period) {
+		if (cg_write(dir, "cpu.cfs_period_us", a, err) < 0)
+			return -1;
+	} else if (quota) {
+		if (cg_write(dir, "cpu.cfs_quota_us", b, err) < 0)
+			return -1;
+	}
+	bool rt_period = r->has_cpu_rt_period && r->cpu_rt_period != 0;
+	bool rt_runtime = r->has_cpu_rt_runtime && r->cpu_rt_runtime != 0;
+	snprintf(a, sizeof(a), "%" PRIu64, r->cpu_rt_period);
+	snprintf(b, sizeof(b), "%" PRId64, r->cpu_rt_runtime);
+	if (rt_period && rt_runtime)
+		return write_pair(dir, "cpu.rt_period_us", a, "cpu.rt_runtime_us", b, err);
+	if (rt_period)
+		return cg_write(dir, "cpu.rt_period_us", a, err);
+	if (rt_runtime)
+		return cg_write(dir, "cpu.rt_runtime_us", b, err);
+	return 0;
+}
+
+static void device_rule_text(const struct lm_device_rule *d, char *buf, size_t size)
+{
+	if (d->type == 'a') {
+		snprintf(buf, size, "a");
+		return;
+	}
+	char maj[24] = "*", min[24] = "*";
+	if (d->major >= 0)
+		snprintf(maj, sizeof(maj), "%" PRId64, d->major);
+	if (d->minor >= 0)
+		snprintf(min, sizeof(min), "%" PRId64, d->minor);
+	snprintf(buf, size, "%c %s:%s %s", d->type, maj, min, d->access ? d->access : "rwm");
+}
+
+static bool is_deny_all(const struct lm_device_rule *d)
+{
+	return !d->allow && d->type == 'a' && (!d->access || strcmp(d->access, "rwm") == 0);
+}
+
+static int v1_devices(const char *dir, const struct lm_resources *r, struct lm_error *err)
+{
+	size_t i = 0;
+	/* Runtimes start from "deny everything" so that the allow rules that
+	 * follow are the whole list, not additions to what the parent allows. */
+	if (r->n_devices > 0 && is_deny_all(&r->devices[0])) {
+		if (cg_write(dir, "devices.deny", "a", err) < 0)
+			return -1;
+		i = 1;
+	}
+	for (; i < r->n_devices; i++) {
+		char rule[80];
+		device_rule_text(&r->devices[i], rule, sizeof(rule));
+		if (cg_write(dir, r->devices[i].allow ? "devices.allow" : "devices.deny", rule, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int apply_v1(const struct layout *l, const char *rel, const struct lm_resources *r, struct lm_error *err)
+{
+	char dir[PATH_MAX];
+	bool want_mem = r->has_mem_limit || swap_is_set(r) || r->has_mem_reservation ||
+			(r->has_mem_swappiness && r->mem_swappiness >= 0) || r->disable_oom_killer;
+	if (want_mem) {
+		if (!controller_dir(l, rel, "memory", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "memory limits requested, but the memory controller is not mounted");
+		if (v1_memory(dir, r, err) < 0)
+			return -1;
+	}
+	bool want_cpu = (r->has_cpu_shares && r->cpu_shares) || (r->has_cpu_quota && r->cpu_quota) ||
+			(r->has_cpu_period && r->cpu_period) || (r->has_cpu_rt_runtime && r->cpu_rt_runtime) ||
+			(r->has_cpu_rt_period && r->cpu_rt_period);
+	if (want_cpu) {
+		if (!controller_dir(l, rel, "cpu", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "cpu limits requested, but the cpu controller is not mounted");
+		if (v1_cpu(dir, r, err) < 0)
+			return -1;
+	}
+	if (r->cpuset_cpus || r->cpuset_mems) {
+		if (!controller_dir(l, rel, "cpuset", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "cpuset requested, but the cpuset controller is not mounted");
+		if (r->cpuset_cpus && cg_write(dir, "cpuset.cpus", r->cpuset_cpus, err) < 0)
+			return -1;
+		if (r->cpuset_mems && cg_write(dir, "cpuset.mems", r->cpuset_mems, err) < 0)
+			return -1;
+	}
+	if (r->has_pids_limit) {
+		if (!controller_dir(l, rel, "pids", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "pids limit requested, but the pids controller is not mounted");
+		int rc = r->pids_limit > 0 ? cg_write_i64(dir, "pids.max", r->pids_limit, err)
+					   : cg_write(dir, "pids.max", "max", err);
+		if (rc < 0)
+			return -1;
+	}
+	if (r->has_blkio_weight && r->blkio_weight != 0) {
+		if (!controller_dir(l, rel, "blkio", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "blkio weight requested, but the blkio controller is not mounted");
+		/* CFQ's blkio.weight is gone from current kernels; BFQ has its own. */
+		const char *file = file_exists(dir, "blkio.weight") ? "blkio.weight"
+				   : file_exists(dir, "blkio.bfq.weight") ? "blkio.bfq.weight" : NULL;
+		if (!file)
+			return lm_err(err, ENOTSUP, "blkio weight requested, but neither blkio.weight nor blkio.bfq.weight exists on this host");
+		if (cg_write_u64(dir, file, r->blkio_weight, err) < 0)
+			return -1;
+	}
+	if (r->n_devices > 0) {
+		if (!controller_dir(l, rel, "devices", dir, sizeof(dir)))
+			return lm_err(err, ENOTSUP, "device rules given, but the devices controller is not mounted");
+		if (v1_devices(dir, r, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- v2 limits */
+
+/* A missing v2 file almost always means the controller was not delegated. */
+static int v2_write(const char *dir, const char *file, const char *value, struct lm_error *err)
+{
+	if (cg_write(dir, file, value, err) == 0)
+		return 0;
+	if (err->code == ENOENT) {
+		char controller[32];
+		snprintf(controller, sizeof(controller), "%.*s", (int)strcspn(file, "."), file);
+		return lm_err(err, ENOENT, "write %s=%s: the %s controller is not enabled for this cgroup", file,
+			      value, controller);
+	}
+	return -1;
+}
+
+static void fmt_max(char *buf, size_t size, int64_t v)
+{
+	if (v < 0)
+		snprintf(buf, size, "max");
+	else
+		snprintf(buf, size, "%" PRId64, v);
+}
+
+static int apply_v2(const char *dir, const struct lm_resources *r, struct lm_error *err)
+{
+	char v[64];
+	if (r->has_mem_limit) {
+		fmt_max(v, sizeof(v), r->mem_limit);
+		if (v2_write(dir, "memory.max", v, err) < 0)
+			return -1;
+	}
+	if (r->has_mem_reservation) {
+		fmt_max(v, sizeof(v), r->mem_reservation);
+		if (v2_write(dir, "memory.low", v, err) < 0)
+			return -1;
+	}
+	/* OCI swap is memory+swap (v1 semantics); v2 limits swap alone. */
+	int64_t swap = 0;
+	bool set_swap = false;
+	if (swap_is_set(r)) {
+		set_swap = true;
+		swap = r->mem_swap < 0 ? -1 : r->mem_swap - r->mem_limit;
+	} else if (r->has_mem_limit && r->mem_limit == -1) {
+		set_swap = true;
+		swap = -1;
+	}
+	if (set_swap) {
+		if (!file_exists(dir, "memory.swap.max")) {
+			if (swap >= 0 && swap_is_set(r))
+				return lm_err(err, ENOTSUP, "memory swap limit requested, but memory.swap.max does not exist (swap accounting disabled?)");
+		} else {
+			fmt_max(v, sizeof(v), swap);
+			if (v2_write(dir, "memory.swap.max", v, err) < 0)
+				return -1;
+		}
+	}
+	/* swappiness and the OOM-killer switch have no v2 equivalent; runc
+	 * ignores them there too, and refusing would break common configs. */
+	if (r->has_cpu_shares && r->cpu_shares != 0) {
+		snprintf(v, sizeof(v), "%" PRIu64, lm_cgroup_shares_to_weight(r->cpu_shares));
+		if (v2_write(dir, "cpu.weight", v, err) < 0)
+			return -1;
+	}
+	if ((r->has_cpu_quota && r->cpu_quota != 0) || (r->has_cpu_period && r->cpu_period != 0)) {
+		int n = r->cpu_quota > 0 ? snprintf(v, sizeof(v), "%" PRId64, r->cpu_quota) : snprintf(v, sizeof(v), "max");
+		if (r->has_cpu_period && r->cpu_period != 0)
+			snprintf(v + n, sizeof(v) - (size_t)n, " %" PRIu64, r->cpu_period);
+		if (v2_write(dir, "cpu.max", v, err) < 0)
+			return -1;
+	}
+	if (r->cpuset_cpus && v2_write(dir, "cpuset.cpus", r->cpuset_cpus, err) < 0)
+		return -1;
+	if (r->cpuset_mems && v2_write(dir, "cpuset.mems", r->cpuset_mems, err) < 0)
+		return -1;
+	if (r->has_pids_limit) {
+		fmt_max(v, sizeof(v), r->pids_limit > 0 ? r->pids_limit : -1);
+		if (v2_write(dir, "pids.max", v, err) < 0)
+			return -1;
+	}
+	if (r->has_blkio_weight && r->blkio_weight != 0) {
+		/* BFQ keeps blkio's 1..1000 scale; io.weight is 1..10000. */
+		if (file_exists(dir, "io.bfq.weight")) {
+			snprintf(v, sizeof(v), "%u", (unsigned)r->blkio_weight);
+			if (v2_write(dir, "io.bfq.weight", v, err) < 0)
+				return -1;
+		} else {
+			snprintf(v, sizeof(v), "%" PRIu64, lm_cgroup_blkio_to_io_weight(r->blkio_weight));
+			if (v2_write(dir, "io.weight", v, err) < 0)
+				return -1;
+		}
+	}
+	/* Device rules need an eBPF program on v2 (lm_cgroup_device_filter_supported). */
+	return 0;
+}
+
+/* The unified map last, so that it overrides the translated values. */
+static int apply_unified(const struct layout *l, const char *rel, const struct lm_resources *r,
+			 struct lm_error *err)
+{
+	char dir[PATH_MAX];
+	if (r->n_unified == 0)
+		return 0;
+	if (!v2_dir(l, rel, dir, sizeof(dir)))
+		return lm_err(err, ENOTSUP, "unified resources need a cgroup v2 hierarchy");
+	for (size_t i = 0; i < r->n_unified; i++) {
+		const char *key = r->unified[i].key;
+		if (!file_exists(dir, key) && l->mode == LM_CGROUP_HYBRID) {
+			char controller[64];
+			snprintf(controller, sizeof(controller), "%.*s", (int)strcspn(key, "."), key);
+			if (strcmp(controller, "cgroup") != 0)
+				v2_delegate(l->v2, rel, controller);
+		}
+		if (!file_exists(dir, key)) {
+			if (l->mode == LM_CGROUP_HYBRID)
+				return lm_err(err, ENOENT,
+					      "unified key \"%s\": no such file in the cgroup v2 hierarchy at %s "
+					      "(hybrid host: the v1 hierarchies own the other controllers)",
+					      key, l->v2);
+			return lm_err(err, ENOENT, "unified key \"%s\": no such cgroup file (unknown key, or controller not enabled)", key);
+		}
+		if (cg_write(dir, key, r->unified[i].value, err) < 0)
+			return lm_error_prefix(err, "unified key \"%s\"", key);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Nothing ran in these directories, so there is nothing to wait for; a
+ * concurrent create that now shares an ancestor keeps it busy, and that
+ * ancestor rightly stays. */
+static void rollback(struct strv *created)
+{
+	struct lm_error ignored;
+	struct timespec now = deadline_after(0);
+	for (size_t i = created->n; i-- > 0;)
+		remove_tree(created->v[i], &now, &ignored);
+}
+
+static int create_dirs(const struct layout *l, const char *rel, struct strv *created, struct strv *leaves,
+		       struct lm_error *err)
+{
+	const char *roots[MAX_V1_HIERARCHIES + 1];
+	size_t n = hierarchy_roots(l, roots);
+	for (size_t i = 0; i < n; i++) {
+		char leaf[PATH_MAX];
+		if (mkdir_chain(roots[i], rel, created, err) < 0)
+			return -1;
+		if (join_path(leaf, sizeof(leaf), roots[i], NULL, err) < 0 ||
+		    strlen(leaf) + strlen(rel) >= sizeof(leaf))
+			return lm_err(err, ENAMETOOLONG, "cgroup path too long: %s%s", roots[i], rel);
+		strcat(leaf, rel);
+		if (strv_push(leaves, leaf) < 0)
+			return lm_err(err, ENOMEM, "out of memory");
+		const struct hierarchy *cpuset = v1_hierarchy(l, "cpuset");
+		if (l->mode != LM_CGROUP_V2 && cpuset && roots[i] == cpuset->mount &&
+		    v1_cpuset_inherit(roots[i], rel, err) < 0)
+			return -1;
+	}
+	if (l->mode == LM_CGROUP_V2)
+		v2_delegate(l->v2, rel, NULL);
+	return 0;
+}
+
+int lm_cgroup_create(struct lm_cgroup *cg, const char *rel_path, const struct lm_resources *resources,
+		     struct lm_error *err)
+{
+	memset(cg, 0, sizeof(*cg));
+	autofree char *rel = NULL;
+	if (normalize_path(rel_path, &rel, err) < 0)
+		return -1;
+	const struct layout *l = get_layout(err);
+	if (!l)
+		return -1;
+	if (resources && validate_resources(l, resources, err) < 0)
+		return lm_error_prefix(err, "cgroup %s", rel);
+
+	struct strv created = {0}, leaves = {0};
+	int rc = create_dirs(l, rel, &created, &leaves, err);
+	if (rc == 0 && resources) {
+		char dir[PATH_MAX];
+		if (l->mode == LM_CGROUP_V2)
+			rc = v2_dir(l, rel, dir, sizeof(dir)) ? apply_v2(dir, resources, err)
+							      : lm_err(err, ENAMETOOLONG, "cgroup path too long");
+		else
+			rc = apply_v1(l, rel, resources, err);
+		if (rc == 0)
+			rc = apply_unified(l, rel, resources, err);
+	}
+	if (rc < 0) {
+		rollback(&created);
+		strv_free(&created);
+		strv_free(&leaves);
+		return lm_error_prefix(err, "cgroup %s", rel);
+	}
+	strv_free(&created);
+	cg->mode = l->mode;
+	cg->rel_path = steal_ptr(&rel);
+	cg->dirs = leaves.v;
+	cg->n_dirs = leaves.n;
+	return 0;
+}
+
+int lm_cgroup_open(struct lm_cgroup *cg, const char *rel_path, struct lm_error *err)
+{
+	memset(cg, 0, sizeof(*cg));
+	autofree char *rel = NULL;
+	if (normalize_path(rel_path, &rel, err) < 0)
+		return -1;
+	const struct layout *l = get_layout(err);
+	if (!l)
+		return -1;
+	const char *roots[MAX_V1_HIERARCHIES + 1];
+	size_t n = hierarchy_roots(l, roots);
+	struct strv leaves = {0};
+	for (size_t i = 0; i < n; i++) {
+		char leaf[PATH_MAX];
+		int len = snprintf(leaf, sizeof(leaf), "%s%s", roots[i], rel);
+		if (len < 0 || (size_t)len >= sizeof(leaf) || !dir_exists(leaf))
+			continue;
+		if (strv_push(&leaves, leaf) < 0) {
+			strv_free(&leaves);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+	}
+	if (leaves.n == 0)
+		return lm_err(err, ENOENT, "cgroup %s does not exist", rel);
+	cg->mode = l->mode;
+	cg->rel_path = steal_ptr(&rel);
+	cg->dirs = leaves.v;
+	cg->n_dirs = leaves.n;
+	return 0;
+}
+
+int lm_cgroup_enter(const struct lm_cgroup *cg, pid_t pid, struct lm_error *err)
+{
+	char value[24];
+	snprintf(value, sizeof(value), "%d", (int)pid);
+	for (size_t i = 0; i < cg->n_dirs; i++)
+		if (cg_write(cg->dirs[i], "cgroup.procs", value, err) < 0)
+			return lm_error_prefix(err, "enter %s", cg->dirs[i]);
+	return 0;
+}
+
+/* The directory whose cgroup.procs lists the container's processes. */
+static bool procs_dir(const struct lm_cgroup *cg, char *buf, size_t size)
+{
+	struct lm_error ignored;
+	const struct layout *l = get_layout(&ignored);
+	if (!l || !cg->rel_path)
+		return false;
+	if (l->mode == LM_CGROUP_V2)
+		return v2_dir(l, cg->rel_path, buf, size) && dir_exists(buf);
+	static const char *const prefer[] = {"pids", "freezer", "memory", "cpu", "devices", NULL};
+	for (size_t i = 0; prefer[i]; i++)
+		if (controller_dir(l, cg->rel_path, prefer[i], buf, size) && dir_exists(buf))
+			return true;
+	for (size_t i = 0; i < cg->n_dirs; i++) {
+		if (!dir_exists(cg->dirs[i]))
+			continue;
+		snprintf(buf, size, "%s", cg->dirs[i]);
+		return true;
+	}
+	return false;
+}
+
+static int read_pids(const char *dir, pid_t **pids, size_t *n, struct lm_error *err)
+{
+	*pids = NULL;
+	*n = 0;
+	autofree char *text = NULL;
+	if (cg_read_all(dir, "cgroup.procs", &text, err) < 0)
+		return -1;
+	size_t count = 0, cap = 0;
+	autofree pid_t *list = NULL;
+	for (char *p = text; *p;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (count == cap) {
+			cap = cap ? cap * 2 : 16;
+			pid_t *nl = realloc(list, cap * sizeof(*nl));
+			if (!nl)
+				return lm_err(err, ENOMEM, "out of memory");
+			list = nl;
+		}
+		list[count++] = (pid_t)v;
+		p = end;
+	}
+	*pids = steal_ptr(&list);
+	*n = count;
+	return 0;
+}
+
+int lm_cgroup_pids(const struct lm_cgroup *cg, pid_t **pids, size_t *n, struct lm_error *err)
+{
+	char dir[PATH_MAX];
+	*pids = NULL;
+	*n = 0;
+	if (!procs_dir(cg, dir, sizeof(dir)))
+		return lm_err(err, ENOENT, "cgroup %s does not exist", cg->rel_path ? cg->rel_path : "");
+	return read_pids(dir, pids, n, err);
+}
+
+static bool pid_in(const pid_t *list, size_t n, pid_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i] == pid)
+			return true;
+	return false;
+}
+
+/* Without a freezer a process can fork between listing and signalling, so
+ * for SIGKILL keep sweeping until a pass lists nobody new (dying tasks stay
+ * listed for a moment and must not keep us looping).  Other signals go out
+ * once: delivering SIGTERM twice is not the same as once. */
+static int sweep(const char *dir, int sig, struct lm_error *err)
+{
+	autofree pid_t *prev = NULL;
+	size_t n_prev = 0;
+	for (int round = 0; round < SETTLE_STEPS; round++) {
+		autofree pid_t *pids = NULL;
+		size_t n;
+		if (read_pids(dir, &pids, &n, err) < 0)
+			return err->code == ENOENT ? 0 : -1;
+		bool grew = false;
+		for (size_t i = 0; i < n; i++) {
+			if (kill(pids[i], sig) < 0 && errno != ESRCH)
+				return lm_err_sys(err, "kill %d", (int)pids[i]);
+			if (!pid_in(prev, n_prev, pids[i]))
+				grew = true;
+		}
+		if (sig != SIGKILL || !grew)
+			return 0;
+		free(prev);
+		prev = steal_ptr(&pids);
+		n_prev = n;
+		settle_sleep();
+	}
+	return 0;
+}
+
+static bool wait_state(const char *dir, const char *file, const char *key, const char *want)
+{
+	for (int i = 0; i < SETTLE_STEPS; i++) {
+		struct lm_error ignored;
+		autofree char *text = NULL;
+		if (cg_read_all(dir, file, &text, &ignored) < 0)
+			return false;
+		if (key) {
+			uint64_t v;
+			if (keyed_value(text, key, &v) && v == strtoull(want, NULL, 10))
+				return true;
+		} else if (strncmp(text, want, strlen(want)) == 0) {
+			return true;
+		}
+		settle_sleep();
+	}
+	return false;
+}
+
+/* Freeze, signal everyone, thaw: a frozen cgroup cannot fork away from the
+ * listing.  A freeze that does not settle (tasks in uninterruptible sleep)
+ * still gets its signals; thaw always runs. */
+static int frozen_signal(const char *freeze_dir, bool v2, const char *list_dir, int sig, struct lm_error *err)
+{
+	const char *file = v2 ? "cgroup.freeze" : "freezer.state";
+	if (cg_write(freeze_dir, file, v2 ? "1" : "FROZEN", err) < 0)
+		return sweep(list_dir, sig, err);
+	if (v2)
+		wait_state(freeze_dir, "cgroup.events", "frozen", "1");
+	else
+		wait_state(freeze_dir, "freezer.state", NULL, "FROZEN");
+	int rc = sweep(list_dir, sig, err);
+	struct lm_error thaw_err;
+	if (cg_write(freeze_dir, file, v2 ? "0" : "THAWED", &thaw_err) < 0 && rc >= 0) {
+		*err = thaw_err;
+		return -1;
+	}
+	return rc < 0 ? -1 : 0;
+}
+
+int lm_cgroup_kill_all(const struct lm_cgroup *cg, int sig, struct lm_error *err)
+{
+	const struct layout *l = get_layout(err);
+	if (!l)
+		return -1;
+	if (!cg->rel_path)
+		return lm_err(err, EINVAL, "kill: cgroup not open");
+	char list[PATH_MAX], v2[PATH_MAX], freezer[PATH_MAX];
+	if (!procs_dir(cg, list, sizeof(list)))
+		return 0; /* gone: nothing left to kill */
+	bool have_v2 = v2_dir(l, cg->rel_path, v2, sizeof(v2)) && dir_exists(v2);
+	int rc;
+	if (have_v2 && sig == SIGKILL && file_exists(v2, "cgroup.kill")) {
+		if (cg_write(v2, "cgroup.kill", "1", err) < 0)
+			return lm_error_prefix(err, "kill cgroup %s", cg->rel_path);
+		if (l->mode == LM_CGROUP_V2)
+			return 0;
+		/* Hybrid: catch anything that is in the v1 cgroup only. */
+		rc = sweep(list, sig, err);
+	} else if (l->mode == LM_CGROUP_V2) {
+		rc = file_exists(list, "cgroup.freeze") ? frozen_signal(list, true, list, sig, err)
+							 : sweep(list, sig, err);
+	} else if (controller_dir(l, cg->rel_path, "freezer", freezer, sizeof(freezer)) && dir_exists(freezer)) {
+		rc = frozen_signal(freezer, false, freezer, sig, err);
+	} else {
+		rc = sweep(list, sig, err);
+	}
+	return rc < 0 ? lm_error_prefix(err, "kill cgroup %s", cg->rel_path) : 0;
+}
+
+uint64_t lm_cgroup_oom_kills(const struct lm_cgroup *cg)
+{
+	struct lm_error err;
+	const struct layout *l = get_layout(&err);
+	char dir[PATH_MAX];
+	if (!l || !cg->rel_path || !controller_dir(l, cg->rel_path, "memory", dir, sizeof(dir)))
+		return 0;
+	autofree char *text = NULL;
+	if (cg_read_all(dir, l->mode == LM_CGROUP_V2 ? "memory.events" : "memory.oom_control", &text, &err) < 0)
+		return 0;
+	uint64_t v = 0;
+	return keyed_value(text, "oom_kill", &v) ? v : 0;
+}
+
+int lm_cgroup_destroy(struct lm_cgroup *cg, struct lm_error *err)
+{
+	int rc = 0;
+	struct timespec deadline = deadline_after(SETTLE_STEPS * SETTLE_STEP_NS);
+	for (size_t i = cg->n_dirs; i-- > 0;) {
+		struct lm_error one;
+		if (remove_tree(cg->dirs[i], &deadline, &one) < 0 && rc == 0) {
+			*err = one;
+			rc = lm_error_prefix(err, "destroy cgroup %s", cg->rel_path ? cg->rel_path : "");
+		}
+	}
+	return rc;
+}
+
+void lm_cgroup_free(struct lm_cgroup *cg)
+{
+	struct strv s = {cg->dirs, cg->n_dirs};
+	strv_free(&s);
+	free(cg->rel_path);
+	memset(cg, 0, sizeof(*cg));
+}

@@ -1,0 +1,176 @@
+/* The container process, from clone to execve.
+ *
+ * Runs in the child of create/run with the parsed config inherited from the
+ * parent.  Order matters: namespaces joined before any mount; the cgroup
+ * namespace made only after the parent put us in our cgroup; mounts before
+ * pivot_root; sysctls before /proc/sys goes read-only; the identity switch
+ * last, and the exec fifo opened with the final identity so a stopped
+ * "created" container holds nothing it would not hold running.  Every error
+ * before READY goes back to the parent, which rolls the container back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime/internal.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+
+static const int ns_flag[LM_NS__COUNT] = {
+	[LM_NS_USER] = CLONE_NEWUSER, [LM_NS_MOUNT] = CLONE_NEWNS,   [LM_NS_PID] = CLONE_NEWPID,
+	[LM_NS_NET] = CLONE_NEWNET,   [LM_NS_IPC] = CLONE_NEWIPC,    [LM_NS_UTS] = CLONE_NEWUTS,
+	[LM_NS_CGROUP] = CLONE_NEWCGROUP, [LM_NS_TIME] = CLONE_NEWTIME,
+};
+
+static const char *ns_name[LM_NS__COUNT] = {
+	[LM_NS_USER] = "user", [LM_NS_MOUNT] = "mount", [LM_NS_PID] = "pid", [LM_NS_NET] = "network",
+	[LM_NS_IPC] = "ipc",   [LM_NS_UTS] = "uts",     [LM_NS_CGROUP] = "cgroup", [LM_NS_TIME] = "time",
+};
+
+static int join_namespaces(const struct lm_spec *spec, struct lm_error *err)
+{
+	/* enum order puts user first: later joins need its privileges */
+	for (int type = 0; type < LM_NS__COUNT; type++) {
+		const struct lm_namespace *ns = lm_spec_namespace(spec, (enum lm_ns_type)type);
+		if (!ns || !ns->path || type == LM_NS_PID)
+			continue;
+		autofd fd = open(ns->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return lm_err_sys(err, "open %s namespace %s", ns_name[type], ns->path);
+		if (setns(fd, ns_flag[type]) < 0)
+			return lm_err_sys(err, "join %s namespace %s", ns_name[type], ns->path);
+	}
+	return 0;
+}
+
+/* Only sysctls that live in the container's own namespaces may be set. */
+static int sysctl_allowed(const struct lm_spec *spec, const char *key)
+{
+	static const char *const ipc_keys[] = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
+					       "kernel.sem", "kernel.shmall", "kernel.shmmax",
+					       "kernel.shmmni", "kernel.shm_rmid_forced"};
+	const struct lm_namespace *ipc = lm_spec_namespace(spec, LM_NS_IPC);
+	const struct lm_namespace *net = lm_spec_namespace(spec, LM_NS_NET);
+	const struct lm_namespace *uts = lm_spec_namespace(spec, LM_NS_UTS);
+	for (size_t i = 0; i < sizeof(ipc_keys) / sizeof(ipc_keys[0]); i++)
+		if (strcmp(key, ipc_keys[i]) == 0)
+			return ipc && !ipc->path;
+	if (strncmp(key, "fs.mqueue.", 10) == 0)
+		return ipc && !ipc->path;
+	if (strncmp(key, "net.", 4) == 0)
+		return net && !net->path;
+	if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
+		return uts && !uts->path;
+	return 0;
+}
+
+static int apply_sysctls(const struct lm_spec *spec, struct lm_error *err)
+{
+	for (size_t i = 0; i < spec->n_sysctls; i++) {
+		const char *key = spec->sysctls[i].key, *value = spec->sysctls[i].value;
+		if (!sysctl_allowed(spec, key))
+			return lm_err(err, EPERM,
+				      "sysctl %s is not allowed: it is not in a namespace of this container", key);
+		if (strpbrk(value, "\n\r\0") || strstr(key, "..") || strchr(key, '/'))
+			return lm_err(err, EINVAL, "sysctl %s: invalid key or value", key);
+		char path[512];
+		int n = snprintf(path, sizeof(path), "/proc/sys/%s", key);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return lm_err(err, ENAMETOOLONG, "sysctl %s: name too long", key);
+		for (char *p = path + 10; *p; p++)
+			if (*p == '.')
+				*p = '/';
+		autofd fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return lm_err_sys(err, "sysctl %s", key);
+		if (write(fd, value, strlen(value)) < 0)
+			return lm_err_sys(err, "sysctl %s=%s", key, value);
+	}
+	return 0;
+}
+
+static int setup(const struct lm_init_ctx *ctx, char **exe, struct lm_error *err)
+{
+	const struct lm_spec *spec = ctx->spec;
+	if (ctx->new_userns) {
+		/* The parent has written our maps: become root of the new namespace. */
+		if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+			return lm_err_sys(err, "become root in the user namespace (is container uid/gid 0 mapped?)");
+	}
+	if (join_namespaces(spec, err) < 0)
+		return -1;
+	if (ctx->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
+		return lm_err_sys(err, "create cgroup namespace");
+	umask(0);
+	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+		return lm_err_sys(err, "set hostname %s", spec->hostname);
+	if (spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0)
+		return lm_err_sys(err, "set domainname %s", spec->domainname);
+	if (lm_rootfs_prepare(ctx, err) < 0)
+		return -1;
+	if (apply_sysctls(spec, err) < 0)
+		return -1;
+	if (ctx->console_fd >= 0) {
+		if (lm_terminal_setup(ctx->console_fd, &spec->process, true, err) < 0)
+			return -1;
+	} else if (setsid() < 0) {
+		return lm_err_sys(err, "setsid");
+	}
+	if (lm_rootfs_finalize(spec, err) < 0)
+		return -1;
+	if (lm_process_apply_oom_score(&spec->process, err) < 0 ||
+	    lm_process_apply_rlimits(&spec->process, err) < 0)
+		return -1;
+	if (lm_process_chdir(&spec->process, err) < 0)
+		return -1;
+	if (lm_process_lookup(&spec->process, exe, err) < 0)
+		return -1;
+	if (lm_process_apply_identity(&spec->process, err) < 0)
+		return -1;
+	return lm_process_seal_fds(ctx->preserve_fds, err);
+}
+
+void lm_init_child(const struct lm_init_ctx *ctx)
+{
+	struct lm_error err;
+	lm_error_clear(&err);
+	int fd = ctx->sync_fd;
+	/* If create dies during setup, so do we: nobody would clean up after us. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+	struct lm_sync_msg msg;
+	if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_GO)
+		_exit(1);
+	autofree char *exe = NULL;
+	if (setup(ctx, &exe, &err) < 0)
+		lm_sync_fail(fd, &err);
+
+	prctl(PR_SET_PDEATHSIG, 0);
+	if (lm_sync_send(fd, LM_SYNC_READY, NULL) < 0)
+		_exit(1);
+	if (ctx->state_dirfd >= 0) {
+		/* create: block until `start` opens the other end */
+		int fifo = openat(ctx->state_dirfd, "exec.fifo", O_WRONLY | O_CLOEXEC);
+		if (fifo < 0 || write(fifo, "0", 1) != 1)
+			_exit(1);
+		close(fifo);
+		close(ctx->state_dirfd);
+	} else if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_START) {
+		_exit(1);
+	}
+	execve(exe, ctx->spec->process.args, ctx->spec->process.env);
+	int code = errno == ENOENT ? 127 : 126;
+	lm_err_sys(&err, "exec %s", ctx->spec->process.args[0]);
+	if (ctx->state_dirfd < 0)
+		lm_sync_send(fd, LM_SYNC_ERROR, &err);
+	dprintf(STDERR_FILENO, "lamina: %s\n", err.msg);
+	_exit(code);
+}

@@ -1,0 +1,100 @@
+/* Shared between the parent (create/exec) and the container-side code.
+ * Nothing here is public API. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runtime/cgroup.h"
+#include "runtime/spec.h"
+#include "util/error.h"
+
+/* Messages on the parent<->child sync socket (SOCK_SEQPACKET). */
+enum lm_sync_type {
+	LM_SYNC_GO = 1,      /* parent -> child: ids mapped, cgroup joined: set up */
+	LM_SYNC_READY,       /* child -> parent: set up, about to wait for start */
+	LM_SYNC_START,       /* parent -> child (run): exec now */
+	LM_SYNC_ERROR,       /* child -> parent: failed, see code and msg */
+};
+
+struct lm_sync_msg {
+	int32_t type;
+	int32_t code;
+	char msg[LM_ERROR_MSG_MAX];
+};
+
+int lm_sync_send(int fd, enum lm_sync_type type, const struct lm_error *err);
+/* Wait for a message; a closed socket becomes an error. */
+int lm_sync_recv(int fd, struct lm_sync_msg *msg, struct lm_error *err);
+void lm_sync_fail(int fd, const struct lm_error *err) __attribute__((noreturn));
+
+/* Everything the container process needs, prepared by the parent. */
+struct lm_init_ctx {
+	const struct lm_spec *spec;
+	const char *id;
+	int sync_fd;
+	int state_dirfd;          /* -1 for run: no exec fifo */
+	int console_fd;           /* connected console socket, or -1 */
+	const char *cgroup_path;  /* relative cgroup path */
+	enum lm_cgroup_mode cgroup_mode;
+	bool new_cgroupns;        /* unshare the cgroup ns after joining the cgroup */
+	bool new_userns;
+	int preserve_fds;
+};
+
+void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));
+
+/* mounts.c: build the rootfs in the (new) mount namespace and pivot into it. */
+int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err);
+/* After pivot: sysctls were written; now maskedPaths, readonlyPaths, ro root. */
+int lm_rootfs_finalize(const struct lm_spec *spec, struct lm_error *err);
+
+/* devices.c: fill a fresh /dev (devfd: the /dev directory inside the rootfs). */
+int lm_dev_populate(int devfd, const struct lm_spec *spec, bool in_userns, struct lm_error *err);
+
+/* terminal.c */
+int lm_console_connect(const char *path, struct lm_error *err);
+/* In the container (after pivot): new pty from /dev/pts/ptmx, master sent over
+ * console_fd, slave becomes stdio and controlling terminal; /dev/console bound
+ * to it when bind_console. */
+int lm_terminal_setup(int console_fd, const struct lm_process *proc, bool bind_console,
+		      struct lm_error *err);
+
+/* process.c: the last steps before execve, shared by init and exec. */
+int lm_process_apply_rlimits(const struct lm_process *proc, struct lm_error *err);
+int lm_process_apply_oom_score(const struct lm_process *proc, struct lm_error *err);
+/* Find args[0] in the process's PATH inside the current root; *path malloc'd. */
+int lm_process_lookup(const struct lm_process *proc, char **path, struct lm_error *err);
+/* uid/gid/groups, capabilities, no_new_privs, umask. */
+int lm_process_apply_identity(const struct lm_process *proc, struct lm_error *err);
+/* Mark every fd above the preserved ones close-on-exec, so no host fd
+ * reaches the workload; the preserved ones (3..3+n-1) are kept open. */
+int lm_process_seal_fds(int preserve_fds, struct lm_error *err);
+/* chdir to cwd and check it is inside the root. */
+int lm_process_chdir(const struct lm_process *proc, struct lm_error *err);
+
+/* state.c */
+struct lm_state {
+	char *id;
+	char *bundle;
+	char *rootfs;
+	char *created;        /* RFC 3339 */
+	char *cgroup_path;
+	pid_t pid;
+	unsigned long long pid_start;  /* /proc/<pid>/stat starttime, guards pid reuse */
+	json_t *annotations;  /* object or NULL */
+	bool has_userns;
+};
+
+int lm_state_dir_create(const char *root, const char *id, int *dirfd, struct lm_error *err);
+int lm_state_dir_open(const char *root, const char *id, int *dirfd, struct lm_error *err);
+int lm_state_dir_remove(const char *root, const char *id, struct lm_error *err);
+int lm_state_write(int dirfd, const struct lm_state *st, struct lm_error *err);
+int lm_state_read(int dirfd, struct lm_state *st, struct lm_error *err);
+void lm_state_free(struct lm_state *st);
+/* starttime of pid from /proc, 0 when it is gone or a zombie. */
+unsigned long long lm_pid_start_time(pid_t pid);
+enum lm_status lm_state_status(const struct lm_state *st, int dirfd);
+json_t *lm_state_to_json(const struct lm_state *st, enum lm_status status);

@@ -1,0 +1,374 @@
+/* The container's root filesystem, built in its new mount namespace.
+ *
+ * Every mount target is resolved once inside the rootfs (fs.h: openat2 with
+ * RESOLVE_IN_ROOT) to an O_PATH fd and mounted through /proc/self/fd/N, so a
+ * symlink in the image, or one swapped in later, can never redirect a mount
+ * onto the host.  /dev is always a fresh tmpfs that we fill ourselves.  After
+ * pivot_root the old root is detached; masked and read-only paths are applied
+ * last, once nothing else needs to write there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "runtime/internal.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+
+#define PROPAGATION_FLAGS (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+
+static void fd_path(char *buf, size_t len, int fd)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+static int mount_at_fd(const char *source, int fd, const char *type, unsigned long flags,
+		       const char *data, const char *what, struct lm_error *err)
+{
+	char target[64];
+	fd_path(target, sizeof(target), fd);
+	if (mount(source, target, type, flags, data) < 0)
+		return lm_err_sys(err, "mount %s", what);
+	return 0;
+}
+
+/* Flags the kernel locks on a mount seen from a user namespace: a remount
+ * must keep them or it fails with EPERM. */
+static unsigned long locked_flags(int fd)
+{
+	struct statvfs sv;
+	unsigned long f = 0;
+	if (fstatvfs(fd, &sv) < 0)
+		return 0;
+	if (sv.f_flag & ST_NOSUID)
+		f |= MS_NOSUID;
+	if (sv.f_flag & ST_NODEV)
+		f |= MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC)
+		f |= MS_NOEXEC;
+	if (sv.f_flag & ST_RDONLY)
+		f |= MS_RDONLY;
+	if (sv.f_flag & ST_NOATIME)
+		f |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME)
+		f |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME)
+		f |= MS_RELATIME;
+	return f;
+}
+
+static int remount_bind(int rootfd, const char *dest, unsigned long flags, struct lm_error *err)
+{
+	/* Re-resolve: the fd must name the new mount, not the directory under it. */
+	autofd fd = lm_open_in_root(rootfd, dest, O_PATH, 0, err);
+	if (fd < 0)
+		return -1;
+	char target[64];
+	fd_path(target, sizeof(target), fd);
+	if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags, NULL) == 0)
+		return 0;
+	if (errno == EPERM &&
+	    mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags | locked_flags(fd), NULL) == 0)
+		return 0;
+	return lm_err_sys(err, "remount %s", dest);
+}
+
+static int make_target(int rootfd, const char *dest, bool file, struct lm_error *err)
+{
+	return file ? lm_mkfile_in_root(rootfd, dest, 0644, err) : lm_mkdir_in_root(rootfd, dest, 0755, err);
+}
+
+static int mount_bind(int rootfd, const struct lm_mount *m, struct lm_error *err)
+{
+	const char *src = m->source ? m->source : "";
+	struct stat st;
+	if (stat(src, &st) < 0)
+		return lm_err_sys(err, "mount %s: source %s", m->destination, src);
+	autofd target = make_target(rootfd, m->destination, !S_ISDIR(st.st_mode), err);
+	if (target < 0)
+		return lm_error_prefix(err, "mount %s", m->destination);
+	unsigned long flags = MS_BIND | (m->recursive ? MS_REC : 0);
+	if (mount_at_fd(src, target, NULL, flags, NULL, m->destination, err) < 0)
+		return -1;
+	unsigned long extra = m->flags & ~(MS_BIND | MS_REC | PROPAGATION_FLAGS);
+	if (extra && remount_bind(rootfd, m->destination, extra, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int set_propagation(int rootfd, const struct lm_mount *m, struct lm_error *err)
+{
+	autofd fd = lm_open_in_root(rootfd, m->destination, O_PATH, 0, err);
+	if (fd < 0)
+		return -1;
+	return mount_at_fd(NULL, fd, NULL, m->propagation, NULL, m->destination, err);
+}
+
+/* The host's cgroup v1 hierarchies (and a hybrid v2 one), as mounted under
+ * /sys/fs/cgroup: mount-point basename and the controller options. */
+struct cg_hier {
+	char name[64];
+	char opts[128];
+	bool v2;
+};
+
+static size_t host_cgroup_hierarchies(struct cg_hier *out, size_t max)
+{
+	autofclose *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	char line[4096];
+	size_t n = 0;
+	while (n < max && fgets(line, sizeof(line), f)) {
+		/* id parent maj:min root mountpoint opts ... - fstype source superopts */
+		char *sep = strstr(line, " - ");
+		if (!sep)
+			continue;
+		char mnt[1024], fstype[64], source[256], super[1024];
+		if (sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s %255s %1023s", fstype, source, super) != 3)
+			continue;
+		bool v2 = strcmp(fstype, "cgroup2") == 0;
+		if (!v2 && strcmp(fstype, "cgroup") != 0)
+			continue;
+		if (strncmp(mnt, "/sys/fs/cgroup/", 15) != 0 || strchr(mnt + 15, '/'))
+			continue;
+		struct cg_hier *h = &out[n];
+		memset(h, 0, sizeof(*h));
+		h->v2 = v2;
+		snprintf(h->name, sizeof(h->name), "%s", mnt + 15);
+		/* keep only controller names and name=..., drop rw/ro and the like */
+		char *save = NULL;
+		for (char *o = strtok_r(super, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+			if (strcmp(o, "rw") == 0 || strcmp(o, "ro") == 0 || strncmp(o, "release_agent", 13) == 0 ||
+			    strcmp(o, "clone_children") == 0 || strcmp(o, "nsdelegate") == 0 ||
+			    strcmp(o, "memory_recursiveprot") == 0)
+				continue;
+			size_t used = strlen(h->opts);
+			snprintf(h->opts + used, sizeof(h->opts) - used, "%s%s", used ? "," : "", o);
+		}
+		n++;
+	}
+	return n;
+}
+
+static int mount_cgroup(const struct lm_init_ctx *ctx, int rootfd, const struct lm_mount *m,
+			struct lm_error *err)
+{
+	unsigned long flags = m->flags & ~(MS_BIND | MS_REC | PROPAGATION_FLAGS);
+	autofd target = lm_mkdir_in_root(rootfd, m->destination, 0755, err);
+	if (target < 0)
+		return lm_error_prefix(err, "mount %s", m->destination);
+	if (ctx->cgroup_mode == LM_CGROUP_V2) {
+		if (ctx->new_cgroupns)
+			return mount_at_fd("cgroup2", target, "cgroup2", flags, NULL, m->destination, err);
+		char src[PATH_MAX];
+		snprintf(src, sizeof(src), "/sys/fs/cgroup%s", ctx->cgroup_path);
+		if (mount_at_fd(src, target, NULL, MS_BIND | MS_REC, NULL, m->destination, err) < 0)
+			return -1;
+		return flags ? remount_bind(rootfd, m->destination, flags, err) : 0;
+	}
+	/* v1 and hybrid: a tmpfs with one directory per hierarchy, as on the host */
+	if (mount_at_fd("tmpfs", target, "tmpfs", flags & ~MS_RDONLY, "mode=755", m->destination, err) < 0)
+		return -1;
+	struct cg_hier hier[32];
+	size_t n = host_cgroup_hierarchies(hier, 32);
+	autofd base = lm_open_in_root(rootfd, m->destination, O_PATH | O_DIRECTORY, 0, err);
+	if (base < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char dest[PATH_MAX];
+		snprintf(dest, sizeof(dest), "%s/%s", m->destination, hier[i].name);
+		autofd sub = lm_mkdir_in_root(rootfd, dest, 0755, err);
+		if (sub < 0)
+			return lm_error_prefix(err, "mount %s", dest);
+		int r;
+		if (ctx->new_cgroupns) {
+			r = hier[i].v2 ? mount_at_fd("cgroup2", sub, "cgroup2", flags, NULL, dest, err)
+				       : mount_at_fd("cgroup", sub, "cgroup", flags, hier[i].opts, dest, err);
+		} else {
+			char src[PATH_MAX];
+			snprintf(src, sizeof(src), "/sys/fs/cgroup/%s%s", hier[i].name, ctx->cgroup_path);
+			struct stat st;
+			if (stat(src, &st) < 0) /* a hierarchy the container has no cgroup in */
+				snprintf(src, sizeof(src), "/sys/fs/cgroup/%s", hier[i].name);
+			r = mount_at_fd(src, sub, NULL, MS_BIND, NULL, dest, err);
+			if (r == 0 && flags)
+				r = remount_bind(rootfd, dest, flags, err);
+		}
+		if (r < 0)
+			return -1;
+	}
+	/* co-mounted controllers are reached through symlinks (cpu -> cpu,cpuacct) */
+	autoclosedir *d = opendir("/sys/fs/cgroup");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_type != DT_LNK)
+			continue;
+		char link[256];
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s", de->d_name);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l <= 0 || memchr(link, '/', (size_t)l))
+			continue;
+		link[l] = '\0';
+		symlinkat(link, base, de->d_name);
+	}
+	if (flags & MS_RDONLY) {
+		char t[64];
+		fd_path(t, sizeof(t), base);
+		if (mount(NULL, t, NULL, MS_REMOUNT | flags, "mode=755") < 0)
+			return lm_err_sys(err, "remount %s read-only", m->destination);
+	}
+	return 0;
+}
+
+static int mount_one(const struct lm_init_ctx *ctx, int rootfd, const struct lm_mount *m,
+		     struct lm_error *err)
+{
+	int r;
+	if (m->bind) {
+		r = mount_bind(rootfd, m, err);
+	} else if (m->type && (strcmp(m->type, "cgroup") == 0 || strcmp(m->type, "cgroup2") == 0)) {
+		r = mount_cgroup(ctx, rootfd, m, err);
+	} else {
+		autofd target = lm_mkdir_in_root(rootfd, m->destination, 0755, err);
+		if (target < 0)
+			return lm_error_prefix(err, "mount %s", m->destination);
+		unsigned long flags = m->flags & ~PROPAGATION_FLAGS;
+		r = mount_at_fd(m->source ? m->source : m->type, target, m->type, flags, m->data,
+				m->destination, err);
+	}
+	if (r == 0 && m->propagation)
+		r = set_propagation(rootfd, m, err);
+	return r;
+}
+
+static bool spec_mounts_dev(const struct lm_spec *spec, bool *is_bind)
+{
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		const char *d = spec->mounts[i].destination;
+		if (strcmp(d, "/dev") == 0 || strcmp(d, "/dev/") == 0) {
+			*is_bind = spec->mounts[i].bind;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int pivot(int rootfd, struct lm_error *err)
+{
+	autofd oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (oldroot < 0)
+		return lm_err_sys(err, "open /");
+	if (fchdir(rootfd) < 0)
+		return lm_err_sys(err, "chdir to rootfs");
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return lm_err_sys(err, "pivot_root");
+	/* The old root now sits on top of the new one: detach it without letting
+	 * the unmount propagate to the host. */
+	if (fchdir(oldroot) < 0)
+		return lm_err_sys(err, "chdir to old root");
+	if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		return lm_err_sys(err, "make old root slave");
+	if (umount2(".", MNT_DETACH) < 0)
+		return lm_err_sys(err, "detach old root");
+	if (chdir("/") < 0)
+		return lm_err_sys(err, "chdir /");
+	return 0;
+}
+
+int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err)
+{
+	const struct lm_spec *spec = ctx->spec;
+	/* Nothing we mount may reach the host, and host unmounts still reach us. */
+	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		return lm_err_sys(err, "make / slave");
+	if (mount(spec->root_path, spec->root_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return lm_err_sys(err, "bind rootfs %s", spec->root_path);
+	autofd rootfd = open(spec->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return lm_err_sys(err, "open rootfs %s", spec->root_path);
+
+	bool dev_bind = false;
+	bool fresh_dev = !spec_mounts_dev(spec, &dev_bind) || !dev_bind;
+	if (!spec_mounts_dev(spec, &dev_bind)) {
+		autofd dev = lm_mkdir_in_root(rootfd, "/dev", 0755, err);
+		if (dev < 0 || mount_at_fd("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k",
+					   "/dev", err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < spec->n_mounts; i++)
+		if (mount_one(ctx, rootfd, &spec->mounts[i], err) < 0)
+			return -1;
+	if (fresh_dev) {
+		autofd dev = lm_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, err);
+		if (dev < 0 || lm_dev_populate(dev, spec, ctx->new_userns, err) < 0)
+			return lm_error_prefix(err, "populate /dev");
+	}
+	/* config devices may live outside /dev (they are resolved in the root) */
+	if (pivot(rootfd, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int mask_path(const char *path, struct lm_error *err)
+{
+	autofd root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	autofd fd = lm_open_in_root(root, path, O_PATH | O_NOFOLLOW, 0, err);
+	if (fd < 0)
+		return err->code == ENOENT ? 0 : -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return lm_err_sys(err, "mask %s", path);
+	if (S_ISDIR(st.st_mode))
+		return mount_at_fd("tmpfs", fd, "tmpfs", MS_RDONLY, NULL, path, err);
+	/* Only the real null device may cover a path. */
+	autofd null = lm_open_in_root(root, "/dev/null", O_PATH | O_NOFOLLOW, 0, err);
+	struct stat nst;
+	if (null < 0 || fstat(null, &nst) < 0 || !S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3))
+		return lm_err(err, EINVAL, "mask %s: /dev/null is not the null device", path);
+	char src[64];
+	fd_path(src, sizeof(src), null);
+	return mount_at_fd(src, fd, NULL, MS_BIND, NULL, path, err);
+}
+
+static int readonly_path(const char *path, struct lm_error *err)
+{
+	autofd root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	autofd fd = lm_open_in_root(root, path, O_PATH | O_NOFOLLOW, 0, err);
+	if (fd < 0)
+		return err->code == ENOENT ? 0 : -1;
+	char self[64];
+	fd_path(self, sizeof(self), fd);
+	if (mount(self, self, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return lm_err_sys(err, "bind %s", path);
+	return remount_bind(root, path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err);
+}
+
+int lm_rootfs_finalize(const struct lm_spec *spec, struct lm_error *err)
+{
+	for (size_t i = 0; i < spec->n_masked_paths; i++)
+		if (mask_path(spec->masked_paths[i], err) < 0)
+			return lm_error_prefix(err, "maskedPaths");
+	for (size_t i = 0; i < spec->n_readonly_paths; i++)
+		if (readonly_path(spec->readonly_paths[i], err) < 0)
+			return lm_error_prefix(err, "readonlyPaths");
+	if (spec->root_readonly) {
+		autofd root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (remount_bind(root, "/", MS_RDONLY, err) < 0)
+			return lm_error_prefix(err, "read-only root");
+	}
+	if (spec->rootfs_propagation_flags && mount(NULL, "/", NULL, spec->rootfs_propagation_flags, NULL) < 0)
+		return lm_err_sys(err, "rootfsPropagation %s", spec->rootfs_propagation);
+	return 0;
+}
