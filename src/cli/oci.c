@@ -336,6 +336,32 @@ static int cmd_features(void)
 	return print_json(o);
 }
 
+static int cmd_spec(int argc, char **argv)
+{
+	const char *bundle = ".";
+	struct opt opts[] = {
+		{"bundle", 'b', OPT_STRING, &bundle},
+		{NULL, 0, 0, NULL},
+	};
+	int i = 1;
+	if (parse_opts(argc, argv, &i, opts, "spec") < 0 || need_args(argc, i, 0, 0, "spec", "[--bundle DIR]") < 0)
+		return 2;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/config.json", bundle);
+	if (access(path, F_OK) == 0) {
+		fprintf(stderr, "lamina oci spec: %s exists already: remove it first\n", path);
+		return 1;
+	}
+	json_t *spec = lm_spec_default();
+	if (!spec || json_dump_file(spec, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+		fprintf(stderr, "lamina oci spec: cannot write %s: %s\n", path, strerror(errno));
+		json_decref(spec);
+		return 1;
+	}
+	json_decref(spec);
+	return 0;
+}
+
 static void oci_usage(FILE *out)
 {
 	fprintf(out,
@@ -351,7 +377,8 @@ static void oci_usage(FILE *out)
 		"  exec [--tty] [--console-socket S] [--env K=V] [--cwd D] [--user U[:G]] [--detach]\n"
 		"       [--process process.json] [--pid-file F] ID [COMMAND ARGS...]\n"
 		"  list [--format table|json] [-q]\n"
-		"  features\n");
+		"  features\n"
+		"  spec [--bundle DIR]    write a default config.json\n");
 }
 
 int lm_cli_oci(int argc, char **argv)
@@ -408,6 +435,8 @@ int lm_cli_oci(int argc, char **argv)
 		return cmd_exec(&g, sub_argc, sub_argv);
 	if (strcmp(cmd, "features") == 0)
 		return cmd_features();
+	if (strcmp(cmd, "spec") == 0)
+		return cmd_spec(sub_argc, sub_argv);
 	fprintf(stderr, "lamina oci: unknown command \"%s\"\n", cmd);
 	oci_usage(stderr);
 	return 2;

@@ -1079,9 +1079,18 @@ static int apply_v2(const char *dir, const struct lm_resources *r, struct lm_err
 		if (v2_write(dir, "cpu.weight", v, err) < 0)
 			return -1;
 	}
-	if ((r->has_cpu_quota && r->cpu_quota != 0) || (r->has_cpu_period && r->cpu_period != 0)) {
-		int n = r->cpu_quota > 0 ? snprintf(v, sizeof(v), "%" PRId64, r->cpu_quota) : snprintf(v, sizeof(v), "max");
-		if (r->has_cpu_period && r->cpu_period != 0)
+	bool quota = r->has_cpu_quota && r->cpu_quota != 0;
+	bool period = r->has_cpu_period && r->cpu_period != 0;
+	if (quota || period) {
+		/* cpu.max takes "quota [period]": a period-only update keeps the
+		 * current quota, as it does on v1, instead of lifting it. */
+		char cur[64] = "max";
+		if (!quota && cg_read_line(dir, "cpu.max", cur, sizeof(cur), err) == 0)
+			cur[strcspn(cur, " ")] = '\0';
+		int n = !quota ? snprintf(v, sizeof(v), "%s", cur)
+			: r->cpu_quota > 0 ? snprintf(v, sizeof(v), "%" PRId64, r->cpu_quota)
+					   : snprintf(v, sizeof(v), "max");
+		if (period && n > 0 && (size_t)n < sizeof(v))
 			snprintf(v + n, sizeof(v) - (size_t)n, " %" PRIu64, r->cpu_period);
 		if (v2_write(dir, "cpu.max", v, err) < 0)
 			return -1;

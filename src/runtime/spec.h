@@ -201,6 +201,10 @@ void lm_spec_free(struct lm_spec *spec);
 /* The namespace of a given type in the spec, or NULL. */
 const struct lm_namespace *lm_spec_namespace(const struct lm_spec *spec, enum lm_ns_type type);
 
+/* The default config.json (`lamina oci spec`), or NULL when out of memory. */
+struct json_t;
+struct json_t *lm_spec_default(void);
+
 /* Helpers also used by the command line. */
 int lm_signal_parse(const char *s, int *sig); /* "KILL", "SIGKILL", "9" -> 9; -1 if unknown */
 int lm_cap_from_name(const char *name);       /* "CAP_SYS_ADMIN" -> 21; -1 if unknown */

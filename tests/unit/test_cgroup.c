@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -23,7 +24,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -1009,8 +1009,157 @@ static void test_v2_missing_controller(void **state)
 	assert_non_null(strstr(err.msg, "realtime"));
 }
 
+static void write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static void expect_text(const char *dir, const char *file, const char *want)
+{
+	char path[PATH_MAX], got[256];
+	FMT(path, "%s/%s", dir, file);
+	read_text(path, got, sizeof(got));
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: got \"%s\", want \"%s\"", path, got, want);
+}
+
+static void fake_dir(const char *dir, const char *const *files)
+{
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (size_t i = 0; files[i]; i += 2) {
+		char path[PATH_MAX];
+		FMT(path, "%s/%s", dir, files[i]);
+		write_text(path, files[i + 1]);
+	}
+}
+
+/* This host's v2 tree has no memory, cpu, pids or io controller, so to see
+ * what lands in those files: the layout is cached as "v2 rooted at
+ * /sys/fs/cgroup", and a tmpfs over that path with plain files standing in
+ * for the controller files records every write. */
+static void test_v2_limit_files(void **state)
+{
+	(void)state;
+	assert_int_equal(lm_cgroup_host_mode(), LM_CGROUP_V2);
+	assert_int_equal(mount("tmpfs", "/sys/fs/cgroup", "tmpfs", 0, "size=1m"), 0);
+	assert_int_equal(mkdir("/sys/fs/cgroup/fake", 0755), 0);
+
+	static const char *const files_c[] = {
+		"memory.max", "", "memory.low", "", "memory.swap.max", "", "memory.high", "",
+		"cpu.weight", "", "cpu.max", "", "cpuset.cpus", "", "cpuset.mems", "",
+		"pids.max", "", "io.weight", "", NULL,
+	};
+	fake_dir("/sys/fs/cgroup/fake/c", files_c);
+	char cpus[] = "0-1", mems[] = "0", hk[] = "memory.high", hv[] = "50M";
+	struct lm_sysctl unified[] = {{hk, hv}};
+	struct lm_resources r = {0};
+	r.has_mem_limit = r.has_mem_reservation = r.has_mem_swap = true;
+	r.mem_limit = 64 << 20;
+	r.mem_reservation = 32 << 20;
+	r.mem_swap = 96 << 20;
+	r.has_mem_swappiness = true; /* no v2 file: ignored, as runc does */
+	r.mem_swappiness = 30;
+	r.has_cpu_shares = r.has_cpu_quota = r.has_cpu_period = true;
+	r.cpu_shares = 1024;
+	r.cpu_quota = 50000;
+	r.cpu_period = 100000;
+	r.cpuset_cpus = cpus;
+	r.cpuset_mems = mems;
+	r.has_pids_limit = true;
+	r.pids_limit = 0;
+	r.has_blkio_weight = true;
+	r.blkio_weight = 500;
+	r.unified = unified;
+	r.n_unified = 1;
+	struct lm_cgroup cg;
+	create_ok(&cg, "/fake/c", &r);
+	const char *c = "/sys/fs/cgroup/fake/c";
+	expect_text(c, "memory.max", "67108864");
+	expect_text(c, "memory.low", "33554432");
+	expect_text(c, "memory.swap.max", "33554432"); /* 96M memory+swap - 64M */
+	expect_text(c, "cpu.weight", "39");
+	expect_text(c, "cpu.max", "50000 100000");
+	expect_text(c, "cpuset.cpus", "0-1");
+	expect_text(c, "cpuset.mems", "0");
+	expect_text(c, "pids.max", "max");
+	expect_text(c, "io.weight", "4950");
+	expect_text(c, "memory.high", "50M");
+	lm_cgroup_free(&cg);
+
+	/* period alone keeps the quota; BFQ takes the blkio scale as is;
+	 * unlimited memory lifts swap too */
+	static const char *const files_d[] = {
+		"cpu.max", "20000 100000", "io.bfq.weight", "", "io.weight", "",
+		"memory.max", "", "memory.swap.max", "", NULL,
+	};
+	fake_dir("/sys/fs/cgroup/fake/d", files_d);
+	struct lm_resources d = {0};
+	d.has_cpu_period = true;
+	d.cpu_period = 200000;
+	d.has_blkio_weight = true;
+	d.blkio_weight = 500;
+	d.has_mem_limit = true;
+	d.mem_limit = -1;
+	create_ok(&cg, "/fake/d", &d);
+	const char *dd = "/sys/fs/cgroup/fake/d";
+	expect_text(dd, "cpu.max", "20000 200000");
+	expect_text(dd, "io.bfq.weight", "500");
+	expect_text(dd, "io.weight", "");
+	expect_text(dd, "memory.max", "max");
+	expect_text(dd, "memory.swap.max", "max");
+	lm_cgroup_free(&cg);
+
+	/* swap requested where the kernel has no swap accounting */
+	static const char *const files_e[] = {"memory.max", "", NULL};
+	fake_dir("/sys/fs/cgroup/fake/e", files_e);
+	struct lm_resources e = {0};
+	e.has_mem_limit = e.has_mem_swap = true;
+	e.mem_limit = 64 << 20;
+	e.mem_swap = 128 << 20;
+	struct lm_error err;
+	assert_true(lm_cgroup_create(&cg, "/fake/e", &e, &err) < 0);
+	assert_non_null(strstr(err.msg, "memory.swap.max"));
+
+	assert_int_equal(umount2("/sys/fs/cgroup", MNT_DETACH), 0);
+}
+
 static int group_setup(void **state);
 static int group_teardown(void **state);
+
+/* Delegation enables controllers at the v2 root, which is the host's real
+ * unified root: put it back as it was. */
+static char v2_root_enabled[256];
+
+static int v2_group_setup(void **state)
+{
+	read_text("/sys/fs/cgroup/cgroup.subtree_control", v2_root_enabled, sizeof(v2_root_enabled));
+	return group_setup(state);
+}
+
+static int v2_group_teardown(void **state)
+{
+	struct statfs sfs;
+	if (statfs("/sys/fs/cgroup", &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+		umount2("/sys/fs/cgroup", MNT_DETACH); /* test_v2_limit_files failed part-way */
+	group_teardown(state);
+	char now[256];
+	read_text("/sys/fs/cgroup/cgroup.subtree_control", now, sizeof(now));
+	for (char *save = NULL, *c = strtok_r(now, " ", &save); c; c = strtok_r(NULL, " ", &save)) {
+		if (strstr(v2_root_enabled, c))
+			continue;
+		char minus[80];
+		int fd = open("/sys/fs/cgroup/cgroup.subtree_control", O_WRONLY | O_CLOEXEC);
+		int n = snprintf(minus, sizeof(minus), "-%s", c);
+		if (fd >= 0 && n > 0 && write(fd, minus, (size_t)n) < 0)
+			fprintf(stderr, "could not restore cgroup.subtree_control (%s): %s\n", minus, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
+}
 
 static int run_pure_v2(void)
 {
@@ -1023,8 +1172,9 @@ static int run_pure_v2(void)
 		cmocka_unit_test(test_v2_mode),
 		cmocka_unit_test(test_v2_lifecycle),
 		cmocka_unit_test(test_v2_missing_controller),
+		cmocka_unit_test(test_v2_limit_files), /* last: it covers /sys/fs/cgroup */
 	};
-	return cmocka_run_group_tests_name("cgroup pure v2", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("cgroup pure v2", tests, v2_group_setup, v2_group_teardown);
 }
 
 static void test_pure_v2_in_mount_namespace(void **state)
