@@ -378,13 +378,26 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.new_userns = userns && !userns->path,
 		.preserve_fds = opts->preserve_fds,
 	};
-	/* chdir so relative mount sources resolve against the bundle. */
-	if (chdir(c->bundle) < 0) {
+	/* The child starts in the bundle so relative mount sources resolve
+	 * against it; we go back so relative paths given to us still work. */
+	int cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cwd_fd < 0 || chdir(c->bundle) < 0) {
 		close(sv[1]);
+		if (cwd_fd >= 0)
+			close(cwd_fd);
 		lm_err_sys(err, "chdir %s", c->bundle);
 		goto fail;
 	}
 	c->pid = clone_child(flags, &c->pidfd);
+	if (c->pid != 0) {
+		int r = fchdir(cwd_fd);
+		close(cwd_fd);
+		if (r < 0) {
+			close(sv[1]);
+			lm_err_sys(err, "return to the working directory");
+			goto fail;
+		}
+	}
 	if (c->pid < 0) {
 		close(sv[1]);
 		lm_err_sys(err, "clone container process");
@@ -393,6 +406,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	}
 	if (c->pid == 0) {
 		close(sv[0]);
+		close(cwd_fd);
 		lm_init_child(&ictx);
 	}
 	close(sv[1]);

@@ -197,7 +197,7 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	struct lm_process *proc = NULL;
 	struct lm_cgroup cg = {0};
 	bool cg_open = false;
-	autofd pidfd = -1, console_fd = -1;
+	autofd pidfd = -1, console_fd = -1, own_pidns = -1;
 	autofree char *config = NULL;
 	int pipefd[2] = {-1, -1};
 
@@ -255,9 +255,14 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 		else
 			join |= ns_kinds[i].flag;
 	}
-	if (join_pid && setns(pidfd, CLONE_NEWPID) < 0) {
-		lm_err_sys(err, "join the pid namespace of container \"%s\"", o->id);
-		goto out;
+	/* Our children go to the container's pid namespace; we stay in ours, and
+	 * put the default back right after the fork. */
+	if (join_pid) {
+		own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+		if (own_pidns < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
+			lm_err_sys(err, "join the pid namespace of container \"%s\"", o->id);
+			goto out;
+		}
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		lm_err_sys(err, "pipe");
@@ -274,6 +279,10 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
+	if (own_pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0) {
+		lm_err_sys(err, "return to our own pid namespace");
+		goto out;
+	}
 	if (!o->detach) {
 		exec_forward_pid = pid;
 		struct sigaction sa = {.sa_handler = exec_forward};

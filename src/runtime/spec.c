@@ -833,10 +833,11 @@ static const struct mount_option *find_mount_option(const char *name)
 
 static int parse_mount_options(struct parser *p, json_t *v, struct lm_mount *m)
 {
-	size_t i, data_len = 0;
+	size_t i, data_len = 0, mark;
 	json_t *item;
 	char *data;
 
+	mark = path_key(p, "options");
 	if (expect_array(p, v) < 0)
 		return -1;
 	/* First pass: validate and map flags, and size the data string. */
@@ -845,7 +846,6 @@ static int parse_mount_options(struct parser *p, json_t *v, struct lm_mount *m)
 		const char *s;
 
 		if (!json_is_string(item)) {
-			path_key(p, "options");
 			path_index(p, i);
 			return fail(p, "expected a string");
 		}
@@ -873,9 +873,12 @@ static int parse_mount_options(struct parser *p, json_t *v, struct lm_mount *m)
 		case OPT_IGNORE:
 			break;
 		case OPT_UNSUPPORTED:
+			/* Named at the mount, not the list index: easier to find. */
+			path_pop(p, mark);
 			return fail(p, "option \"%s\" is not supported", s);
 		}
 	}
+	path_pop(p, mark);
 	m->bind = (m->flags & MS_BIND) != 0;
 	m->recursive = m->bind && (m->flags & MS_REC) != 0;
 	if (data_len == 0)

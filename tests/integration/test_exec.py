@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import IS_LAMINA, one_line_error
+from conftest import IS_LAMINA, assert_rlimit, one_line_error
 
 
 def host_ns(pid, name):
@@ -86,7 +86,7 @@ def test_exec_process_json(ct):
     assert (out["uid"], out["gid"]) == (1000, 1000)
     assert 29 in out["groups"]
     assert int(out["caps"]["CapBnd"], 16) == 1 << 5
-    assert out["rlimits"]["RLIMIT_NOFILE"] == {"soft": 77, "hard": 88}
+    assert_rlimit(out["rlimits"], "RLIMIT_NOFILE", 77, 88)
 
 
 @pytest.mark.parametrize("code", [0, 1, 7, 200])

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from conftest import IS_LAMINA, OCI, lamina_only, one_line_error, run, wait_for
+from conftest import (IS_LAMINA, OCI, cgroup_dirs_for, lamina_only, one_line_error, run,
+                      wait_for)
 
 
 def pid_alive(pid):
@@ -37,7 +38,7 @@ def test_create_start_stopped(ct):
     assert out["argv"] == ["/probe"]
     assert out["pid"] == 1
     ct.delete().check()
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
     assert ct.oci("state", ct.id).returncode != 0
 
 
@@ -136,7 +137,7 @@ def test_delete_running_needs_force(ct):
     assert ct.status() == "running"
     ct.delete("--force").check()
     wait_for(lambda: not pid_alive(st["pid"]), what="init to die")
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
     assert ct.oci("state", ct.id).returncode != 0
 
 
@@ -146,7 +147,7 @@ def test_delete_force_created(ct):
     pid = ct.state()["pid"]
     ct.delete("--force").check()
     wait_for(lambda: not pid_alive(pid), what="init to die")
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
 
 
 def test_delete_stopped_removes_cgroup(ct):
@@ -155,7 +156,6 @@ def test_delete_stopped_removes_cgroup(ct):
     ct.start().check()
     ct.wait_status("stopped")
     ct.delete().check()
-    from conftest import cgroup_dirs_for
     assert cgroup_dirs_for(ct.linux["cgroupsPath"]) == []
 
 
@@ -165,7 +165,7 @@ def test_run_exit_code(ct, code):
     res = ct.run()
     assert res.returncode == code, res
     # run deletes the container when it ends.
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
 
 
 @pytest.mark.parametrize("sig", [9, 15, 6])

@@ -375,3 +375,64 @@ def test_container_mounts_do_not_propagate_to_host(ct):
     ct.add_mount("/mnt/inner", "tmpfs", "tmpfs", ["size=1m"])
     ct.start_sleeper(10)
     assert mounts_under(ct.rootfs) == []
+
+
+# ---------------------------------------------------------------------------
+# propagation flags of bind mounts
+
+def shared_source(ct):
+    d = ct.tmp / "src"
+    d.mkdir()
+    ct.host_mount("--bind", d, target=d)
+    subprocess.run(["mount", "--make-rshared", str(d)], check=True)
+    return d
+
+
+def late_host_mount(ct, src):
+    """Starts the container, then mounts under the bind source on the host."""
+    ct.start_sleeper(10)
+    ct.host_mount("-t", "tmpfs", "-o", "size=1m", "lt-late", target=src / "late")
+    out = ct.exec("/probe").check().json()
+    return mount_at(out, "/mnt/p"), mount_at(out, "/mnt/p/late")
+
+
+@pytest.mark.parametrize("prop", ["rslave", "slave"])
+def test_bind_propagation_slave(ct, prop):
+    src = shared_source(ct)
+    ct.add_mount("/mnt/p", "bind", src, ["rbind", prop])
+    m, late = late_host_mount(ct, src)
+    assert any(o.startswith("master:") for o in m["optional"]), m
+    assert late is not None, "host mount did not propagate into a slave bind mount"
+
+
+@pytest.mark.parametrize("prop", ["rprivate", "private"])
+def test_bind_propagation_private(ct, prop):
+    src = shared_source(ct)
+    ct.add_mount("/mnt/p", "bind", src, ["rbind", prop])
+    m, late = late_host_mount(ct, src)
+    assert m["optional"] == []
+    assert late is None, "host mount propagated into a private bind mount"
+
+
+@pytest.mark.parametrize("prop", ["rshared", "shared"])
+def test_bind_propagation_shared(ct, prop):
+    src = shared_source(ct)
+    ct.add_mount("/mnt/p", "bind", src, ["rbind", prop])
+    m, late = late_host_mount(ct, src)
+    assert any(o.startswith("shared:") for o in m["optional"]), m
+    assert late is not None
+
+
+def test_cgroup2_mount(ct):
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") and \
+            not os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        pytest.skip("no cgroup2 hierarchy on this host")
+    ct.config["mounts"] = [m for m in ct.config["mounts"]
+                           if m["destination"] != "/sys/fs/cgroup"]
+    ct.add_mount("/sys/fs/cgroup", "cgroup2", "cgroup2", ["nosuid", "noexec", "nodev", "ro"])
+    out = ct.probe()
+    m = mount_at(out, "/sys/fs/cgroup")
+    assert m["fstype"] == "cgroup2"
+    assert "ro" in opts(m)
+    ct.probe_args("stat", "/sys/fs/cgroup/cgroup.procs")
+    ct.run().check()

@@ -120,11 +120,15 @@ def test_join_net_namespace_by_path(ct, netns):
 
 def test_join_namespaces_of_another_container(ct):
     first = ct.new_id()
+    ct.config["hostname"] = "first-container"
     st = ct.start_sleeper(10, cid=first)
     pid = st["pid"]
     for t in ("pid", "network", "ipc", "uts"):
         file = {"network": "net"}.get(t, t)
         ct.set_namespace_path(t, f"/proc/{pid}/ns/{file}")
+    # A joined UTS namespace keeps its hostname: setting one would change the
+    # other container's (runc does that; lamina refuses it).
+    del ct.config["hostname"]
     ct.probe_args()
     out = ct.run().check().json()
     assert out["ns"]["pid"] == ns_of(pid, "pid")
@@ -132,7 +136,7 @@ def test_join_namespaces_of_another_container(ct):
     assert out["ns"]["ipc"] == ns_of(pid, "ipc")
     assert out["ns"]["uts"] == ns_of(pid, "uts")
     assert out["pid"] != 1  # the first container's init is pid 1 there
-    assert out["hostname"] == ct.config["hostname"]
+    assert out["hostname"] == "first-container"
 
 
 def test_join_missing_namespace_path_fails(ct):
@@ -140,27 +144,29 @@ def test_join_missing_namespace_path_fails(ct):
     res = ct.run()
     assert res.returncode != 0
     assert res.stderr.strip()
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
 
 
 def test_join_wrong_namespace_type_fails(ct):
     ct.set_namespace_path("network", "/proc/self/ns/ipc")
     res = ct.run()
     assert res.returncode != 0
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
 
 
 # ---------------------------------------------------------------------------
 # user namespace
 
 def open_path_to_rootfs(ct):
-    """Mapped ids are 'others' on the host: they need to traverse the bundle path."""
+    """Mapped ids are 'others' on the host: they need search permission on every
+    directory above the rootfs (pytest makes its tmp dirs 0700). Restored at teardown."""
     for p in [ct.tmp, *ct.tmp.parents]:
         if p == p.parent:
             break
-        mode = os.stat(p).st_mode
-        if mode & 0o005 != 0o005:
-            os.chmod(p, mode | 0o005)
+        mode = os.stat(p).st_mode & 0o7777
+        if not mode & 0o001:
+            os.chmod(p, mode | 0o001)
+            ct.cleanups.append(lambda p=p, mode=mode: os.chmod(p, mode))
 
 
 def userns_config(ct, host_id=100000, size=65536):

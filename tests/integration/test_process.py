@@ -6,7 +6,7 @@ import resource
 
 import pytest
 
-from conftest import IS_LAMINA, one_line_error, runc_differs
+from conftest import IS_LAMINA, assert_rlimit, one_line_error, runc_differs
 
 CAP_NUMBERS = {
     "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
@@ -86,6 +86,24 @@ def test_cwd_created_if_missing(ct):
     out = ct.probe()
     assert out["cwd"] == "/work/dir"
     assert (ct.rootfs / "work" / "dir").is_dir()
+
+
+def test_only_stdio_fds(ct):
+    # An fd the runtime inherited (not asked for with --preserve-fds) must not reach
+    # the workload; neither may any fd of the runtime's own.
+    with open(ct.tmp / "leak", "w") as f:
+        ct.probe_args()
+        res = ct.run(pass_fds=(f.fileno(),))
+    fds = res.check().json()["fds"]
+    assert sorted(f["fd"] for f in fds) == [0, 1, 2], fds
+
+
+def test_only_stdio_fds_exec(ct):
+    ct.start_sleeper(10)
+    with open(ct.tmp / "leak", "w") as f:
+        res = ct.exec("/probe", pass_fds=(f.fileno(),))
+    fds = res.check().json()["fds"]
+    assert sorted(f["fd"] for f in fds) == [0, 1, 2], fds
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +242,7 @@ def test_rlimits_lowered(ct):
         {"type": "RLIMIT_CPU", "soft": 100, "hard": 200},
     ]
     r = ct.probe()["rlimits"]
-    assert r["RLIMIT_NOFILE"] == {"soft": 256, "hard": 512}
+    assert_rlimit(r, "RLIMIT_NOFILE", 256, 512)
     assert r["RLIMIT_CORE"] == {"soft": 0, "hard": 0}
     assert r["RLIMIT_NPROC"] == {"soft": 500, "hard": 600}
     assert r["RLIMIT_MSGQUEUE"] == {"soft": 4096, "hard": 8192}
@@ -264,14 +282,14 @@ def test_rlimit_above_hard_limit_is_clear_error(ct):
     assert "rlimit" in err.lower()
     if IS_LAMINA:
         assert "nofile" in err.lower(), err
-    assert not (ct.root / ct.id).exists()
+    assert not ct.has_state()
 
 
 def test_rlimit_exec_inherits(ct):
     ct.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 300, "hard": 400}]
     ct.start_sleeper(10)
     out = ct.exec("/probe").check().json()
-    assert out["rlimits"]["RLIMIT_NOFILE"] == {"soft": 300, "hard": 400}
+    assert_rlimit(out["rlimits"], "RLIMIT_NOFILE", 300, 400)
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +318,7 @@ def test_oom_score_adj_lowered(ct):
     else:
         err = one_line_error(ct.run())
         assert "oom_score_adj" in err.lower() or "oomscoreadj" in err.lower()
-        assert not (ct.root / ct.id).exists()
+        assert not ct.has_state()
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,15 @@
  * runtime claims to have done, so this program must depend on nothing but the
  * kernel: it is linked statically, uses only libc, and writes its JSON by hand.
  *
- *   probe                      everything below, as one JSON object
+ *   probe [report ARGS...]     one JSON object (ARGS only show up in argv):
+ *       fds [{fd,target}] (without the listing's own fd), argv, pid, ppid, uid, gid,
+ *       euid, egid, groups, caps {CapInh,CapPrm,CapEff,CapBnd,CapAmb: hex strings},
+ *       no_new_privs, seccomp, umask ("0022"), hostname, domainname, cwd,
+ *       rlimits {RLIMIT_*: {soft,hard}} (-1 = unlimited),
+ *       mounts [{id,parent,dev,root,mount_point,options,optional,fstype,source,
+ *       super_options}], cgroup [lines], ns {name: "net:[inode]"}, netdev [names],
+ *       oom_score_adj, isatty [fd0,fd1,fd2], ttyname (of fd 0), console (stat of
+ *       /dev/console or null), env [strings]
  *   probe exit N               exit with code N
  *   probe sleep SECONDS        sleep (fractions allowed)
  *   probe trap SECONDS         catch signals; on one, print "signal N", exit N
@@ -21,11 +29,12 @@
  *   probe fork-sleep N [SECS]  start N sleeping children, report how many started
  *
  * Failures of subcommands print "probe: <what>: <error>" to stderr and exit 1.
+ * Strings are emitted as valid JSON even when they are not UTF-8: a stray byte
+ * 0xNN comes out as \u00NN.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>

@@ -635,7 +635,8 @@ static void test_mount_errors(void **state)
 			 "option \"copy-symlink\" is not supported");
 	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','options':['ro',1]}]",
 			 "mounts[0].options[1]: expected a string");
-	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','options':'ro'}]", "mounts[0]");
+	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','options':'ro'}]",
+			 "mounts[0].options: expected an array");
 	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','type':5}]", "mounts[0].type: expected a string");
 	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','uidMappings':[{'containerID':0,'hostID':1,'size':1}]}]",
 			 "mounts[0].uidMappings: idmapped mounts are not supported");
