@@ -940,6 +940,52 @@ static bool is_deny_all(const struct lm_device_rule *d)
 	return !d->allow && d->type == 'a' && (!d->access || strcmp(d->access, "rwm") == 0);
 }
 
+static bool has_blkio_devices(const struct lm_resources *r)
+{
+	size_t n = r->n_weight_devices;
+	for (int t = 0; t < LM_THROTTLE__COUNT; t++)
+		n += r->n_throttle[t];
+	return n > 0;
+}
+
+/* Per-device throttles and weights: one "major:minor value" line each. */
+static int v1_blkio_devices(const struct layout *l, const char *rel, const struct lm_resources *r,
+			    struct lm_error *err)
+{
+	static const char *const files[LM_THROTTLE__COUNT] = {
+		[LM_THROTTLE_READ_BPS] = "blkio.throttle.read_bps_device",
+		[LM_THROTTLE_WRITE_BPS] = "blkio.throttle.write_bps_device",
+		[LM_THROTTLE_READ_IOPS] = "blkio.throttle.read_iops_device",
+		[LM_THROTTLE_WRITE_IOPS] = "blkio.throttle.write_iops_device",
+	};
+	char dir[PATH_MAX], line[96];
+	if (!has_blkio_devices(r))
+		return 0;
+	if (!controller_dir(l, rel, "blkio", dir, sizeof(dir)))
+		return lm_err(err, ENOTSUP, "blkio device limits requested, but the blkio controller is not mounted");
+	for (int t = 0; t < LM_THROTTLE__COUNT; t++) {
+		for (size_t i = 0; i < r->n_throttle[t]; i++) {
+			const struct lm_blkio_device *d = &r->throttle[t][i];
+			snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %" PRIu64, d->major, d->minor, d->value);
+			if (cg_write(dir, files[t], line, err) < 0)
+				return -1;
+		}
+	}
+	if (r->n_weight_devices) {
+		const char *file = file_exists(dir, "blkio.weight_device") ? "blkio.weight_device"
+				   : file_exists(dir, "blkio.bfq.weight_device") ? "blkio.bfq.weight_device" : NULL;
+		if (!file)
+			return lm_err(err, ENOTSUP, "blkio weightDevice requested, but this host has no per-device blkio weights");
+		for (size_t i = 0; i < r->n_weight_devices; i++) {
+			const struct lm_blkio_device *d = &r->weight_devices[i];
+			snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %" PRIu64, d->major, d->minor, d->value);
+			if (cg_write(dir, file, line, err) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 static int v1_devices(const char *dir, const struct lm_resources *r, struct lm_error *err)
 {
 	size_t i = 0;
@@ -1006,6 +1052,8 @@ static int apply_v1(const struct layout *l, const char *rel, const struct lm_res
 		if (cg_write_u64(dir, file, r->blkio_weight, err) < 0)
 			return -1;
 	}
+	if (v1_blkio_devices(l, rel, r, err) < 0)
+		return -1;
 	if (r->n_devices > 0) {
 		if (!controller_dir(l, rel, "devices", dir, sizeof(dir)))
 			return lm_err(err, ENOTSUP, "device rules given, but the devices controller is not mounted");
@@ -1030,6 +1078,34 @@ static int v2_write(const char *dir, const char *file, const char *value, struct
 	}
 	return -1;
 }
+
+static int v2_io_devices(const char *dir, const struct lm_resources *r, struct lm_error *err)
+{
+	static const char *const keys[LM_THROTTLE__COUNT] = {
+		[LM_THROTTLE_READ_BPS] = "rbps", [LM_THROTTLE_WRITE_BPS] = "wbps",
+		[LM_THROTTLE_READ_IOPS] = "riops", [LM_THROTTLE_WRITE_IOPS] = "wiops",
+	};
+	char line[96];
+	for (int t = 0; t < LM_THROTTLE__COUNT; t++) {
+		for (size_t i = 0; i < r->n_throttle[t]; i++) {
+			const struct lm_blkio_device *d = &r->throttle[t][i];
+			snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %s=%" PRIu64, d->major, d->minor,
+				 keys[t], d->value);
+			if (v2_write(dir, "io.max", line, err) < 0)
+				return -1;
+		}
+	}
+	for (size_t i = 0; i < r->n_weight_devices; i++) {
+		const struct lm_blkio_device *d = &r->weight_devices[i];
+		bool bfq = file_exists(dir, "io.bfq.weight");
+		snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %" PRIu64, d->major, d->minor,
+			 bfq ? d->value : lm_cgroup_blkio_to_io_weight((uint16_t)d->value));
+		if (v2_write(dir, bfq ? "io.bfq.weight" : "io.weight", line, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 
 static void fmt_max(char *buf, size_t size, int64_t v)
 {
@@ -1116,6 +1192,8 @@ static int apply_v2(const char *dir, const struct lm_resources *r, struct lm_err
 				return -1;
 		}
 	}
+	if (v2_io_devices(dir, r, err) < 0)
+		return -1;
 	/* Device rules need an eBPF program on v2 (lm_cgroup_device_filter_supported). */
 	return 0;
 }

@@ -240,8 +240,9 @@ static int copy_config(const struct create_ctx *c, struct lm_error *err)
 }
 
 /* The devices every container needs, allowed after the config's own rules
- * (as other runtimes do), plus an allow rule for each linux.devices node.
- * Without any rules in the config the container starts from deny-all. */
+ * (as other runtimes do).  A node from linux.devices is only usable when the
+ * config's rules allow it.  Without any rules the container starts from
+ * deny-all. */
 static const struct lm_device_rule default_device_rules[] = {
 	{true, 'c', -1, -1, (char *)"m"}, {true, 'b', -1, -1, (char *)"m"},
 	{true, 'c', 1, 3, NULL},  {true, 'c', 1, 5, NULL},  {true, 'c', 1, 7, NULL},
@@ -254,7 +255,7 @@ static int device_rules(const struct lm_spec *spec, struct lm_resources *res, st
 {
 	size_t n_cfg = spec->has_resources ? spec->resources.n_devices : 0;
 	size_t n_def = sizeof(default_device_rules) / sizeof(default_device_rules[0]);
-	size_t total = 1 + n_cfg + n_def + spec->n_devices;
+	size_t total = 1 + n_cfg + n_def;
 	struct lm_device_rule *r = calloc(total, sizeof(*r));
 	if (!r)
 		return lm_err(err, ENOMEM, "out of memory");
@@ -265,12 +266,6 @@ static int device_rules(const struct lm_spec *spec, struct lm_resources *res, st
 		r[n++] = spec->resources.devices[i];
 	for (size_t i = 0; i < n_def; i++)
 		r[n++] = default_device_rules[i];
-	for (size_t i = 0; i < spec->n_devices; i++) {
-		const struct lm_device *d = &spec->devices[i];
-		if (d->type == 'p')
-			continue;
-		r[n++] = (struct lm_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major, d->minor, NULL};
-	}
 	if (spec->has_resources)
 		*res = spec->resources;
 	else

@@ -110,11 +110,23 @@ static int override_process(struct lm_process *proc, const struct lm_exec_opts *
 			return lm_err(err, ENOMEM, "out of memory");
 		proc->env = env;
 		for (size_t i = 0; i < ne; i++) {
-			if (!strchr(o->env[i], '='))
+			const char *eq = strchr(o->env[i], '=');
+			if (!eq || eq == o->env[i])
 				return lm_err(err, EINVAL, "--env %s: expected KEY=VALUE", o->env[i]);
-			env[proc->n_env] = strdup(o->env[i]);
-			if (!env[proc->n_env])
+			char *copy = strdup(o->env[i]);
+			if (!copy)
 				return lm_err(err, ENOMEM, "out of memory");
+			/* a variable given again replaces the config's value */
+			size_t kl = (size_t)(eq - o->env[i]) + 1, j;
+			for (j = 0; j < proc->n_env; j++)
+				if (strncmp(proc->env[j], copy, kl) == 0)
+					break;
+			if (j < proc->n_env) {
+				free(proc->env[j]);
+				proc->env[j] = copy;
+				continue;
+			}
+			env[proc->n_env] = copy;
 			env[++proc->n_env] = NULL;
 		}
 	}
@@ -165,11 +177,13 @@ static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm
 	if (console_fd >= 0 && lm_terminal_setup(console_fd, proc, false, &err) < 0)
 		child_fail(status_fd, &err);
 	autofree char *exe = NULL;
+	char **envp = NULL;
 	if (lm_process_apply_oom_score(proc, &err) < 0 || lm_process_apply_rlimits(proc, &err) < 0 ||
 	    lm_process_chdir(proc, &err) < 0 || lm_process_lookup(proc, &exe, &err) < 0 ||
+	    lm_process_env(proc, &envp, &err) < 0 ||
 	    lm_process_apply_identity(proc, &err) < 0 || lm_process_seal_fds(preserve_fds, &err) < 0)
 		child_fail(status_fd, &err);
-	execve(exe, proc->args, proc->env);
+	execve(exe, proc->args, envp);
 	lm_err_sys(&err, "exec %s", proc->args[0]);
 	child_fail(status_fd, &err);
 }

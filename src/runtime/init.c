@@ -97,7 +97,7 @@ static int apply_sysctls(const struct lm_spec *spec, struct lm_error *err)
 	return 0;
 }
 
-static int setup(const struct lm_init_ctx *ctx, char **exe, struct lm_error *err)
+static int setup(const struct lm_init_ctx *ctx, char **exe, char ***envp, struct lm_error *err)
 {
 	const struct lm_spec *spec = ctx->spec;
 	if (ctx->new_userns) {
@@ -131,7 +131,7 @@ static int setup(const struct lm_init_ctx *ctx, char **exe, struct lm_error *err
 		return -1;
 	if (lm_process_chdir(&spec->process, err) < 0)
 		return -1;
-	if (lm_process_lookup(&spec->process, exe, err) < 0)
+	if (lm_process_lookup(&spec->process, exe, err) < 0 || lm_process_env(&spec->process, envp, err) < 0)
 		return -1;
 	if (lm_process_apply_identity(&spec->process, err) < 0)
 		return -1;
@@ -150,7 +150,8 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 	if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_GO)
 		_exit(1);
 	autofree char *exe = NULL;
-	if (setup(ctx, &exe, &err) < 0)
+	char **envp = NULL;
+	if (setup(ctx, &exe, &envp, &err) < 0)
 		lm_sync_fail(fd, &err);
 
 	prctl(PR_SET_PDEATHSIG, 0);
@@ -166,7 +167,7 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 	} else if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_START) {
 		_exit(1);
 	}
-	execve(exe, ctx->spec->process.args, ctx->spec->process.env);
+	execve(exe, ctx->spec->process.args, envp);
 	int code = errno == ENOENT ? 127 : 126;
 	lm_err_sys(&err, "exec %s", ctx->spec->process.args[0]);
 	if (ctx->state_dirfd < 0)

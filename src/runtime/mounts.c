@@ -168,11 +168,17 @@ static int mount_cgroup(const struct lm_init_ctx *ctx, int rootfd, const struct 
 	autofd target = lm_mkdir_in_root(rootfd, m->destination, 0755, err);
 	if (target < 0)
 		return lm_error_prefix(err, "mount %s", m->destination);
-	if (ctx->cgroup_mode == LM_CGROUP_V2) {
+	/* type cgroup2, or any cgroup mount on a pure v2 host: the v2 hierarchy
+	 * alone (on a hybrid host, the one at /sys/fs/cgroup/unified) */
+	bool want_v2 = strcmp(m->type, "cgroup2") == 0;
+	if (want_v2 || ctx->cgroup_mode == LM_CGROUP_V2) {
+		if (want_v2 && ctx->cgroup_mode == LM_CGROUP_V1)
+			return lm_err(err, ENOTSUP, "mount %s: this host has no cgroup v2 hierarchy", m->destination);
 		if (ctx->new_cgroupns)
 			return mount_at_fd("cgroup2", target, "cgroup2", flags, NULL, m->destination, err);
 		char src[PATH_MAX];
-		snprintf(src, sizeof(src), "/sys/fs/cgroup%s", ctx->cgroup_path);
+		snprintf(src, sizeof(src), "/sys/fs/cgroup%s%s",
+			 ctx->cgroup_mode == LM_CGROUP_HYBRID ? "/unified" : "", ctx->cgroup_path);
 		if (mount_at_fd(src, target, NULL, MS_BIND | MS_REC, NULL, m->destination, err) < 0)
 			return -1;
 		return flags ? remount_bind(rootfd, m->destination, flags, err) : 0;
@@ -315,7 +321,11 @@ int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err)
 		if (dev < 0 || lm_dev_populate(dev, spec, ctx->new_userns, err) < 0)
 			return lm_error_prefix(err, "populate /dev");
 	}
-	/* config devices may live outside /dev (they are resolved in the root) */
+	/* A missing working directory is made, as other runtimes do. */
+	const char *cwd = spec->process.cwd ? spec->process.cwd : "/";
+	autofd cwd_fd = lm_mkdir_in_root(rootfd, cwd, 0755, err);
+	if (cwd_fd < 0)
+		return lm_error_prefix(err, "cwd");
 	if (pivot(rootfd, err) < 0)
 		return -1;
 	return 0;

@@ -237,3 +237,53 @@ int lm_process_seal_fds(int preserve_fds, struct lm_error *err)
 			return lm_err_sys(err, "preserve fd %u", fd);
 	return 0;
 }
+
+/* The home directory of uid in the container's /etc/passwd, or "/". */
+static char *passwd_home(uint32_t uid)
+{
+	struct lm_error err;
+	autofd root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	autofd fd = root < 0 ? -1 : lm_open_in_root(root, "/etc/passwd", O_RDONLY, 0, &err);
+	autofree char *text = NULL;
+	if (fd < 0 || lm_read_fd(fd, 1 << 20, &text, NULL, &err) < 0)
+		return strdup("/");
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* name:password:uid:gid:gecos:home:shell */
+		char *field[7] = {0};
+		int n = 0;
+		for (char *p = line; n < 7; n++) {
+			field[n] = p;
+			char *colon = strchr(p, ':');
+			if (!colon)
+				break;
+			*colon = '\0';
+			p = colon + 1;
+		}
+		if (n < 5 || !field[2] || !field[5])
+			continue;
+		char *end;
+		unsigned long u = strtoul(field[2], &end, 10);
+		if (*end || end == field[2] || u != uid)
+			continue;
+		return strdup(field[5][0] == '/' ? field[5] : "/");
+	}
+	return strdup("/");
+}
+
+int lm_process_env(const struct lm_process *proc, char ***envp, struct lm_error *err)
+{
+	if (env_get(proc, "HOME")) {
+		*envp = proc->env;
+		return 0;
+	}
+	autofree char *home = passwd_home(proc->uid);
+	char **env = calloc(proc->n_env + 2, sizeof(char *));
+	if (!env || !home || asprintf(&env[proc->n_env], "HOME=%s", home) < 0) {
+		free(env);
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	memcpy(env, proc->env, proc->n_env * sizeof(char *));
+	*envp = env;
+	return 0;
+}

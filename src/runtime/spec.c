@@ -224,6 +224,19 @@ static int opt_u64(struct parser *p, json_t *obj, const char *key, uint64_t *out
 	return r < 0 ? -1 : 0;
 }
 
+/* An rlimit value: 18446744073709551615 (RLIM_INFINITY) arrives here as
+ * INT64_MAX, see decode_object; both mean unlimited. */
+static int opt_rlim(struct parser *p, json_t *obj, const char *key, uint64_t *out, bool *has)
+{
+	long long x = 0;
+	int r = opt_int(p, obj, key, &K_U64, &x);
+	if (r > 0)
+		*out = x == LLONG_MAX ? UINT64_MAX : (uint64_t)x;
+	if (has && r >= 0)
+		*has = r > 0;
+	return r < 0 ? -1 : 0;
+}
+
 static int opt_bool(struct parser *p, json_t *obj, const char *key, bool *out)
 {
 	json_t *v = field(obj, key);
@@ -537,8 +550,8 @@ static int parse_rlimit(struct parser *p, json_t *v, struct lm_rlimit *rl, uint6
 	*seen |= UINT64_C(1) << rl->resource;
 	path_pop(p, mark);
 
-	if (opt_u64(p, v, "soft", &rl->soft, &has_soft) < 0 ||
-	    opt_u64(p, v, "hard", &rl->hard, &has_hard) < 0)
+	if (opt_rlim(p, v, "soft", &rl->soft, &has_soft) < 0 ||
+	    opt_rlim(p, v, "hard", &rl->hard, &has_hard) < 0)
 		return -1;
 	/* A silently zero limit would kill the workload in odd ways; insist. */
 	if (!has_soft || !has_hard) {
@@ -1327,6 +1340,92 @@ static int parse_device_rules(struct parser *p, json_t *v, struct lm_resources *
 	return 0;
 }
 
+static const struct int_kind K_BLKIO_RATE = { 0, LLONG_MAX, "a rate (unsigned integer)" };
+
+/* blockIO.throttle*Device and weightDevice: [{major, minor, rate|weight}] */
+static int parse_blkio_devices(struct parser *p, json_t *v, const char *value_key,
+			       const struct int_kind *k, struct lm_blkio_device **out, size_t *n_out)
+{
+	json_t *item;
+	size_t i, n;
+
+	if (expect_array(p, v) < 0)
+		return -1;
+	n = json_array_size(v);
+	*out = calloc(n ? n : 1, sizeof(**out));
+	if (!*out)
+		return fail_oom(p);
+	*n_out = n;
+	json_array_foreach(v, i, item) {
+		size_t mark = path_index(p, i);
+		struct lm_blkio_device *d = &(*out)[i];
+		long long major = 0, minor = 0, value = 0;
+		int got_major, got_minor, got_value;
+		if (expect_object(p, item) < 0)
+			return -1;
+		if ((got_major = opt_int(p, item, "major", &K_DEVNUM, &major)) < 0 ||
+		    (got_minor = opt_int(p, item, "minor", &K_DEVNUM, &minor)) < 0 ||
+		    (got_value = opt_int(p, item, value_key, k, &value)) < 0)
+			return -1;
+		if (!got_major || !got_minor || !got_value) {
+			path_key(p, !got_major ? "major" : !got_minor ? "minor" : value_key);
+			return fail(p, "is required");
+		}
+		if (field(item, "leafWeight")) {
+			path_key(p, "leafWeight");
+			return fail(p, "is not supported (no kernel here has blkio leaf weights)");
+		}
+		d->major = major;
+		d->minor = minor;
+		d->value = (uint64_t)value;
+		path_pop(p, mark);
+	}
+	return 0;
+}
+
+static int parse_block_io(struct parser *p, json_t *v, struct lm_resources *r)
+{
+	static const char *const throttle_keys[LM_THROTTLE__COUNT] = {
+		[LM_THROTTLE_READ_BPS] = "throttleReadBpsDevice",
+		[LM_THROTTLE_WRITE_BPS] = "throttleWriteBpsDevice",
+		[LM_THROTTLE_READ_IOPS] = "throttleReadIOPSDevice",
+		[LM_THROTTLE_WRITE_IOPS] = "throttleWriteIOPSDevice",
+	};
+	long long w = 0;
+	int got;
+	json_t *sub;
+
+	if (expect_object(p, v) < 0)
+		return -1;
+	got = opt_int(p, v, "weight", &K_BLKIO_WEIGHT, &w);
+	if (got < 0)
+		return -1;
+	if (got > 0) {
+		r->blkio_weight = (uint16_t)w;
+		r->has_blkio_weight = true;
+	}
+	if (field(v, "leafWeight")) {
+		path_key(p, "leafWeight");
+		return fail(p, "is not supported (no kernel here has blkio leaf weights)");
+	}
+	for (int t = 0; t < LM_THROTTLE__COUNT; t++) {
+		if (!(sub = field(v, throttle_keys[t])))
+			continue;
+		size_t mark = path_key(p, throttle_keys[t]);
+		if (parse_blkio_devices(p, sub, "rate", &K_BLKIO_RATE, &r->throttle[t], &r->n_throttle[t]) < 0)
+			return -1;
+		path_pop(p, mark);
+	}
+	if ((sub = field(v, "weightDevice"))) {
+		size_t mark = path_key(p, "weightDevice");
+		if (parse_blkio_devices(p, sub, "weight", &K_BLKIO_WEIGHT, &r->weight_devices,
+					&r->n_weight_devices) < 0)
+			return -1;
+		path_pop(p, mark);
+	}
+	return 0;
+}
+
 /* A key/value object into struct lm_sysctl pairs. */
 static int parse_kv_pairs(struct parser *p, json_t *v, struct lm_sysctl **out, size_t *n_out,
 			  bool (*valid_key)(const char *))
@@ -1399,18 +1498,9 @@ static int parse_resources(struct parser *p, json_t *v, struct lm_resources *r)
 		path_pop(p, mark);
 	}
 	if ((sub = field(v, "blockIO"))) {
-		long long w = 0;
-		int got;
 		mark = path_key(p, "blockIO");
-		if (expect_object(p, sub) < 0)
+		if (parse_block_io(p, sub, r) < 0)
 			return -1;
-		got = opt_int(p, sub, "weight", &K_BLKIO_WEIGHT, &w);
-		if (got < 0)
-			return -1;
-		if (got > 0) {
-			r->blkio_weight = (uint16_t)w;
-			r->has_blkio_weight = true;
-		}
 		path_pop(p, mark);
 	}
 	if ((sub = field(v, "devices"))) {
@@ -1631,6 +1721,46 @@ static int error_value(const struct lm_error *err)
 	return err->code > 0 ? -err->code : -1;
 }
 
+#define U64_MAX_TEXT "18446744073709551615"
+
+/* jansson's integers are int64, yet configs spell "unlimited" rlimits as
+ * 2^64-1.  That one number, standing alone outside a string, is rewritten to
+ * INT64_MAX plus a space (columns in error messages stay right); no other
+ * out-of-range number is touched. */
+static char *rewrite_u64_max(const char *text, size_t len)
+{
+	const size_t tl = sizeof(U64_MAX_TEXT) - 1;
+	if (!memmem(text, len, U64_MAX_TEXT, tl))
+		return NULL;
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = copy[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+			continue;
+		}
+		if (i + tl <= len && memcmp(copy + i, U64_MAX_TEXT, tl) == 0 &&
+		    (i == 0 || !strchr("0123456789.-+eE", copy[i - 1])) &&
+		    (i + tl == len || !strchr("0123456789.eE", copy[i + tl]))) {
+			memcpy(copy + i, "9223372036854775807 ", tl);
+			i += tl - 1;
+		}
+	}
+	return copy;
+}
+
 /* Decode a JSON object, reporting jansson's position on malformed input. */
 static int decode_object(const char *text, size_t len, json_t **out, struct lm_error *err)
 {
@@ -1639,9 +1769,13 @@ static int decode_object(const char *text, size_t len, json_t **out, struct lm_e
 
 	if (!text)
 		return lm_err(err, EINVAL, "no JSON text");
+	char *rewritten = rewrite_u64_max(text, len);
+	if (rewritten)
+		text = rewritten;
 	/* Strings with an embedded \u0000 are refused by default, so every
 	 * string we copy out is a proper C string. */
 	root = json_loadb(text, len, 0, &jerr);
+	free(rewritten);
 	if (!root)
 		return lm_err(err, EINVAL, "invalid JSON at line %d, column %d: %s", jerr.line,
 			      jerr.column, jerr.text);
@@ -1849,6 +1983,9 @@ void lm_spec_free(struct lm_spec *spec)
 	for (size_t i = 0; spec->resources.devices && i < spec->resources.n_devices; i++)
 		free(spec->resources.devices[i].access);
 	free(spec->resources.devices);
+	for (int t = 0; t < LM_THROTTLE__COUNT; t++)
+		free(spec->resources.throttle[t]);
+	free(spec->resources.weight_devices);
 	free_pairs(spec->resources.unified, spec->resources.n_unified);
 
 	free(spec->rootfs_propagation);

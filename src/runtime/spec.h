@@ -69,6 +69,15 @@ struct lm_device_rule { /* linux.resources.devices[] */
 	char *access;          /* "rwm" subset; NULL = "rwm" */
 };
 
+/* linux.resources.blockIO per-device entries */
+enum lm_throttle { LM_THROTTLE_READ_BPS, LM_THROTTLE_WRITE_BPS, LM_THROTTLE_READ_IOPS,
+		   LM_THROTTLE_WRITE_IOPS, LM_THROTTLE__COUNT };
+
+struct lm_blkio_device {
+	int64_t major, minor;
+	uint64_t value; /* a rate (throttle*), or a weight (weightDevice) */
+};
+
 struct lm_rlimit {
 	int resource;  /* RLIMIT_* */
 	uint64_t soft, hard;
@@ -142,6 +151,10 @@ struct lm_resources {
 	int64_t pids_limit; bool has_pids_limit; /* <= 0 means unlimited */
 	/* blkio */
 	uint16_t blkio_weight; bool has_blkio_weight;
+	struct lm_blkio_device *throttle[LM_THROTTLE__COUNT];
+	size_t n_throttle[LM_THROTTLE__COUNT];
+	struct lm_blkio_device *weight_devices;
+	size_t n_weight_devices;
 	/* devices */
 	struct lm_device_rule *devices;
 	size_t n_devices;

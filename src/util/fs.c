@@ -32,25 +32,32 @@ int lm_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t 
 	autofd fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lm_err_sys(err, "open %s", path);
-	size_t cap = 4096, n = 0;
+	if (lm_read_fd(fd, max, out, len, err) < 0)
+		return lm_error_prefix(err, "%s", path);
+	return 0;
+}
+
+int lm_read_fd(int fd, size_t max, char **out, size_t *len, struct lm_error *err)
+{
+	size_t cap = max < 4096 ? max : 4096, n = 0;
 	autofree char *buf = malloc(cap + 1);
 	if (!buf)
-		return lm_err(err, ENOMEM, "read %s: out of memory", path);
+		return lm_err(err, ENOMEM, "out of memory");
 	for (;;) {
 		if (n == cap) {
 			if (cap >= max)
-				return lm_err(err, EFBIG, "read %s: larger than %zu bytes", path, max);
+				return lm_err(err, EFBIG, "larger than %zu bytes", max);
 			cap = cap * 2 > max ? max : cap * 2;
 			char *nb = realloc(buf, cap + 1);
 			if (!nb)
-				return lm_err(err, ENOMEM, "read %s: out of memory", path);
+				return lm_err(err, ENOMEM, "out of memory");
 			buf = nb;
 		}
 		ssize_t r = read(fd, buf + n, cap - n);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return lm_err_sys(err, "read %s", path);
+			return lm_err_sys(err, "read");
 		}
 		if (r == 0)
 			break;

@@ -17,6 +17,8 @@
 /* Read a whole file (at most max bytes; larger is an error). *out is NUL-terminated. */
 int lm_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
 		    struct lm_error *err);
+/* Read what is left of fd, same limits. */
+int lm_read_fd(int fd, size_t max, char **out, size_t *len, struct lm_error *err);
 /* Write data to path: O_WRONLY|O_TRUNC (no create) — for procfs, sysfs, cgroupfs. */
 int lm_write_file_at(int dirfd, const char *path, const char *data, size_t len, struct lm_error *err);
 /* Write to a temp file beside path, fsync, rename over path. */

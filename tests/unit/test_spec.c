@@ -540,6 +540,46 @@ static void test_rlimits(void **state)
 	expect_cfg_error("'rlimits':[{'type':'RLIMIT_CORE','soft':0}]", NULL, "process.rlimits[0].hard: is required");
 	expect_cfg_error("'rlimits':[{'type':'RLIMIT_CORE','soft':-1,'hard':0}]", NULL,
 			 "process.rlimits[0].soft: expected an unsigned integer");
+
+	/* 2^64-1, as configs write "unlimited", is RLIM_INFINITY; nothing larger passes */
+	s = parse_cfg_ok("'rlimits':[{'type':'RLIMIT_CORE','soft':18446744073709551615,'hard':18446744073709551615}],"
+			 "'env':['X=18446744073709551615']", NULL);
+	assert_true(s->process.rlimits[0].soft == UINT64_MAX);
+	assert_true(s->process.rlimits[0].hard == UINT64_MAX);
+	assert_string_equal(s->process.env[0], "X=18446744073709551615");
+	lm_spec_free(s);
+	expect_cfg_error("'rlimits':[{'type':'RLIMIT_CORE','soft':18446744073709551616,'hard':0}]", NULL,
+			 "too big integer");
+	expect_cfg_error("'oomScoreAdj':18446744073709551615", NULL, "process.oomScoreAdj: expected an integer");
+}
+
+static void test_block_io(void **state)
+{
+	struct lm_spec *s = parse_cfg_ok(NULL,
+		"'linux':{'resources':{'blockIO':{'weight':500,"
+		"'throttleReadBpsDevice':[{'major':8,'minor':0,'rate':1048576}],"
+		"'throttleWriteIOPSDevice':[{'major':8,'minor':16,'rate':100}],"
+		"'weightDevice':[{'major':8,'minor':0,'weight':300}]}}}");
+	const struct lm_resources *r = &s->resources;
+	assert_int_equal(r->blkio_weight, 500);
+	assert_int_equal(r->n_throttle[LM_THROTTLE_READ_BPS], 1);
+	assert_int_equal(r->throttle[LM_THROTTLE_READ_BPS][0].major, 8);
+	assert_int_equal(r->throttle[LM_THROTTLE_READ_BPS][0].value, 1048576);
+	assert_int_equal(r->n_throttle[LM_THROTTLE_WRITE_IOPS], 1);
+	assert_int_equal(r->throttle[LM_THROTTLE_WRITE_IOPS][0].minor, 16);
+	assert_int_equal(r->n_throttle[LM_THROTTLE_WRITE_BPS], 0);
+	assert_int_equal(r->n_weight_devices, 1);
+	assert_int_equal(r->weight_devices[0].value, 300);
+	lm_spec_free(s);
+
+	expect_cfg_error(NULL, "'linux':{'resources':{'blockIO':{'throttleReadBpsDevice':[{'major':8,'minor':0}]}}}",
+			 "linux.resources.blockIO.throttleReadBpsDevice[0].rate: is required");
+	expect_cfg_error(NULL, "'linux':{'resources':{'blockIO':{'throttleReadBpsDevice':[{'major':8,'minor':0,'rate':-5}]}}}",
+			 "throttleReadBpsDevice[0].rate: expected a rate");
+	expect_cfg_error(NULL, "'linux':{'resources':{'blockIO':{'weightDevice':[{'major':8,'minor':0,'weight':5}]}}}",
+			 "weightDevice[0].weight: expected an integer between 10 and 1000");
+	expect_cfg_error(NULL, "'linux':{'resources':{'blockIO':{'leafWeight':300}}}",
+			 "blockIO.leafWeight: is not supported");
 }
 
 static void test_mount_option_flags(void **state)
@@ -1104,6 +1144,7 @@ int main(void)
 		cmocka_unit_test(test_process_scalars),
 		cmocka_unit_test(test_capabilities),
 		cmocka_unit_test(test_rlimits),
+		cmocka_unit_test(test_block_io),
 		cmocka_unit_test(test_mount_option_flags),
 		cmocka_unit_test(test_mount_option_last_wins),
 		cmocka_unit_test(test_mount_bind_and_propagation),
