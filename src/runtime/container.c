@@ -203,16 +203,25 @@ static uint32_t host_id(uint32_t id, const struct lm_id_mapping *m, size_t n, bo
 	return 65534;
 }
 
-static int join_pid_ns(const struct lm_spec *spec, struct lm_error *err)
+/* Joining a pid namespace only changes where our children go.  *own gets an
+ * fd of our own namespace so the caller can put that back after the clone
+ * (anything we fork later, a sanitizer's helper thread included, must not
+ * land in the container). */
+static int join_pid_ns(const struct lm_spec *spec, int *own, struct lm_error *err)
 {
 	const struct lm_namespace *ns = lm_spec_namespace(spec, LM_NS_PID);
+	*own = -1;
 	if (!ns || !ns->path)
 		return 0;
 	autofd fd = open(ns->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lm_err_sys(err, "open pid namespace %s", ns->path);
+	autofd self = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return lm_err_sys(err, "open our own pid namespace");
 	if (setns(fd, CLONE_NEWPID) < 0)
 		return lm_err_sys(err, "join pid namespace %s", ns->path);
+	*own = steal_fd(&self);
 	return 0;
 }
 
@@ -356,7 +365,8 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 			flags |= (uint64_t)ns_clone_flag[ns->type];
 	}
 	const struct lm_namespace *cgns = lm_spec_namespace(c->spec, LM_NS_CGROUP);
-	if (join_pid_ns(c->spec, err) < 0) {
+	int own_pidns;
+	if (join_pid_ns(c->spec, &own_pidns, err) < 0) {
 		close(sv[1]);
 		goto fail;
 	}
@@ -402,9 +412,19 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	if (c->pid == 0) {
 		close(sv[0]);
 		close(cwd_fd);
+		if (own_pidns >= 0)
+			close(own_pidns);
 		lm_init_child(&ictx);
 	}
 	close(sv[1]);
+	if (own_pidns >= 0) {
+		int r = setns(own_pidns, CLONE_NEWPID);
+		close(own_pidns);
+		if (r < 0) {
+			lm_err_sys(err, "return to our own pid namespace");
+			goto fail;
+		}
+	}
 
 	if (ictx.new_userns) {
 		if (write_id_map(c->pid, "uid_map", c->spec->uid_mappings, c->spec->n_uid_mappings, err) < 0 ||
