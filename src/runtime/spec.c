@@ -224,19 +224,6 @@ static int opt_u64(struct parser *p, json_t *obj, const char *key, uint64_t *out
 	return r < 0 ? -1 : 0;
 }
 
-/* An rlimit value: 18446744073709551615 (RLIM_INFINITY) arrives here as
- * INT64_MAX, see decode_object; both mean unlimited. */
-static int opt_rlim(struct parser *p, json_t *obj, const char *key, uint64_t *out, bool *has)
-{
-	long long x = 0;
-	int r = opt_int(p, obj, key, &K_U64, &x);
-	if (r > 0)
-		*out = x == LLONG_MAX ? UINT64_MAX : (uint64_t)x;
-	if (has && r >= 0)
-		*has = r > 0;
-	return r < 0 ? -1 : 0;
-}
-
 static int opt_bool(struct parser *p, json_t *obj, const char *key, bool *out)
 {
 	json_t *v = field(obj, key);
@@ -528,8 +515,38 @@ static int parse_capabilities(struct parser *p, json_t *v, struct lm_capset *cap
 	return 0;
 }
 
-static int parse_rlimit(struct parser *p, json_t *v, struct lm_rlimit *rl, uint64_t *seen)
+/* A JSON array of objects into a calloc'd C array: one element parser per
+ * kind, the loop, allocation and error paths written once. */
+typedef int (*elem_parser)(struct parser *p, json_t *item, void *elem, void *ctx);
+
+static int parse_list(struct parser *p, json_t *v, size_t elem_size, void *out, size_t *n_out,
+		      elem_parser one, void *ctx)
 {
+	json_t *item;
+	size_t i, n;
+	char *arr;
+
+	if (expect_array(p, v) < 0)
+		return -1;
+	n = json_array_size(v);
+	arr = calloc(n ? n : 1, elem_size);
+	if (!arr)
+		return fail_oom(p);
+	*(void **)out = arr;
+	*n_out = n;
+	json_array_foreach(v, i, item) {
+		size_t mark = path_index(p, i);
+		if (one(p, item, arr + i * elem_size, ctx) < 0)
+			return -1;
+		path_pop(p, mark);
+	}
+	return 0;
+}
+
+static int parse_rlimit(struct parser *p, json_t *v, void *elem, void *ctx)
+{
+	struct lm_rlimit *rl = elem;
+	uint64_t *seen = ctx;
 	json_t *type;
 	size_t mark;
 	bool has_soft = false, has_hard = false;
@@ -550,9 +567,15 @@ static int parse_rlimit(struct parser *p, json_t *v, struct lm_rlimit *rl, uint6
 	*seen |= UINT64_C(1) << rl->resource;
 	path_pop(p, mark);
 
-	if (opt_rlim(p, v, "soft", &rl->soft, &has_soft) < 0 ||
-	    opt_rlim(p, v, "hard", &rl->hard, &has_hard) < 0)
+	if (opt_u64(p, v, "soft", &rl->soft, &has_soft) < 0 ||
+	    opt_u64(p, v, "hard", &rl->hard, &has_hard) < 0)
 		return -1;
+	/* 18446744073709551615 (RLIM_INFINITY) arrives as INT64_MAX, see
+	 * decode_object; both mean unlimited. */
+	if (rl->soft == (uint64_t)LLONG_MAX)
+		rl->soft = UINT64_MAX;
+	if (rl->hard == (uint64_t)LLONG_MAX)
+		rl->hard = UINT64_MAX;
 	/* A silently zero limit would kill the workload in odd ways; insist. */
 	if (!has_soft || !has_hard) {
 		path_key(p, has_soft ? "hard" : "soft");
@@ -567,23 +590,7 @@ static int parse_rlimit(struct parser *p, json_t *v, struct lm_rlimit *rl, uint6
 static int parse_rlimits(struct parser *p, json_t *v, struct lm_process *proc)
 {
 	uint64_t seen = 0;
-	json_t *item;
-	size_t i, n;
-
-	if (expect_array(p, v) < 0)
-		return -1;
-	n = json_array_size(v);
-	proc->rlimits = calloc(n ? n : 1, sizeof(*proc->rlimits));
-	if (!proc->rlimits)
-		return fail_oom(p);
-	proc->n_rlimits = n;
-	json_array_foreach(v, i, item) {
-		size_t mark = path_index(p, i);
-		if (parse_rlimit(p, item, &proc->rlimits[i], &seen) < 0)
-			return -1;
-		path_pop(p, mark);
-	}
-	return 0;
+	return parse_list(p, v, sizeof(*proc->rlimits), &proc->rlimits, &proc->n_rlimits, parse_rlimit, &seen);
 }
 
 static int parse_user(struct parser *p, json_t *v, struct lm_process *proc)
@@ -918,8 +925,9 @@ static int parse_mount_options(struct parser *p, json_t *v, struct lm_mount *m)
 	return 0;
 }
 
-static int parse_mount(struct parser *p, json_t *v, struct lm_mount *m)
+static int parse_mount(struct parser *p, json_t *v, void *elem, void *ctx)
 {
+	struct lm_mount *m = elem;
 	json_t *opts;
 	const char *map_keys[] = { "uidMappings", "gidMappings" };
 
@@ -950,29 +958,14 @@ static int parse_mount(struct parser *p, json_t *v, struct lm_mount *m)
 
 static int parse_mounts(struct parser *p, json_t *v, struct lm_spec *spec)
 {
-	json_t *item;
-	size_t i, n;
-
-	if (expect_array(p, v) < 0)
-		return -1;
-	n = json_array_size(v);
-	spec->mounts = calloc(n ? n : 1, sizeof(*spec->mounts));
-	if (!spec->mounts)
-		return fail_oom(p);
-	spec->n_mounts = n;
-	json_array_foreach(v, i, item) {
-		size_t mark = path_index(p, i);
-		if (parse_mount(p, item, &spec->mounts[i]) < 0)
-			return -1;
-		path_pop(p, mark);
-	}
-	return 0;
+	return parse_list(p, v, sizeof(*spec->mounts), &spec->mounts, &spec->n_mounts, parse_mount, NULL);
 }
 
 /* ---- hooks ---- */
 
-static int parse_hook(struct parser *p, json_t *v, struct lm_hook *h)
+static int parse_hook(struct parser *p, json_t *v, void *elem, void *ctx)
 {
+	struct lm_hook *h = elem;
 	long long timeout = 0;
 	int r;
 
@@ -992,25 +985,14 @@ static int parse_hook(struct parser *p, json_t *v, struct lm_hook *h)
 static int parse_hook_list(struct parser *p, json_t *obj, const char *key, struct lm_hook **out,
 			   size_t *n_out)
 {
-	json_t *v = field(obj, key), *item;
-	size_t mark, i, n;
+	json_t *v = field(obj, key);
+	size_t mark;
 
 	if (!v)
 		return 0;
 	mark = path_key(p, key);
-	if (expect_array(p, v) < 0)
+	if (parse_list(p, v, sizeof(**out), out, n_out, parse_hook, NULL) < 0)
 		return -1;
-	n = json_array_size(v);
-	*out = calloc(n ? n : 1, sizeof(**out));
-	if (!*out)
-		return fail_oom(p);
-	*n_out = n;
-	json_array_foreach(v, i, item) {
-		size_t imark = path_index(p, i);
-		if (parse_hook(p, item, &(*out)[i]) < 0)
-			return -1;
-		path_pop(p, imark);
-	}
 	path_pop(p, mark);
 	return 0;
 }
@@ -1128,8 +1110,9 @@ static int parse_id_mappings(struct parser *p, json_t *v, struct lm_id_mapping *
 	return 0;
 }
 
-static int parse_device(struct parser *p, json_t *v, struct lm_device *d)
+static int parse_device(struct parser *p, json_t *v, void *elem, void *ctx)
 {
+	struct lm_device *d = elem;
 	json_t *type;
 	const char *t;
 	size_t mark;
@@ -1173,23 +1156,7 @@ static int parse_device(struct parser *p, json_t *v, struct lm_device *d)
 
 static int parse_devices(struct parser *p, json_t *v, struct lm_spec *spec)
 {
-	json_t *item;
-	size_t i, n;
-
-	if (expect_array(p, v) < 0)
-		return -1;
-	n = json_array_size(v);
-	spec->devices = calloc(n ? n : 1, sizeof(*spec->devices));
-	if (!spec->devices)
-		return fail_oom(p);
-	spec->n_devices = n;
-	json_array_foreach(v, i, item) {
-		size_t mark = path_index(p, i);
-		if (parse_device(p, item, &spec->devices[i]) < 0)
-			return -1;
-		path_pop(p, mark);
-	}
-	return 0;
+	return parse_list(p, v, sizeof(*spec->devices), &spec->devices, &spec->n_devices, parse_device, NULL);
 }
 
 /* "0-3,8,10-11": refused here rather than as a bare EINVAL from cpuset.cpus. */
@@ -1270,8 +1237,9 @@ static int parse_cpu(struct parser *p, json_t *v, struct lm_resources *r)
 	return 0;
 }
 
-static int parse_device_rule(struct parser *p, json_t *v, struct lm_device_rule *d)
+static int parse_device_rule(struct parser *p, json_t *v, void *elem, void *ctx)
 {
+	struct lm_device_rule *d = elem;
 	json_t *allow, *type;
 	size_t mark;
 
@@ -1321,66 +1289,49 @@ static int parse_device_rule(struct parser *p, json_t *v, struct lm_device_rule 
 
 static int parse_device_rules(struct parser *p, json_t *v, struct lm_resources *r)
 {
-	json_t *item;
-	size_t i, n;
-
-	if (expect_array(p, v) < 0)
-		return -1;
-	n = json_array_size(v);
-	r->devices = calloc(n ? n : 1, sizeof(*r->devices));
-	if (!r->devices)
-		return fail_oom(p);
-	r->n_devices = n;
-	json_array_foreach(v, i, item) {
-		size_t mark = path_index(p, i);
-		if (parse_device_rule(p, item, &r->devices[i]) < 0)
-			return -1;
-		path_pop(p, mark);
-	}
-	return 0;
+	return parse_list(p, v, sizeof(*r->devices), &r->devices, &r->n_devices, parse_device_rule, NULL);
 }
 
 static const struct int_kind K_BLKIO_RATE = { 0, LLONG_MAX, "a rate (unsigned integer)" };
 
 /* blockIO.throttle*Device and weightDevice: [{major, minor, rate|weight}] */
+struct blkio_kind {
+	const char *value_key;
+	const struct int_kind *k;
+};
+
+static int parse_blkio_device(struct parser *p, json_t *item, void *elem, void *ctx)
+{
+	const struct blkio_kind *bk = ctx;
+	struct lm_blkio_device *d = elem;
+	long long major = 0, minor = 0, value = 0;
+	int got_major, got_minor, got_value;
+
+	if (expect_object(p, item) < 0)
+		return -1;
+	if ((got_major = opt_int(p, item, "major", &K_DEVNUM, &major)) < 0 ||
+	    (got_minor = opt_int(p, item, "minor", &K_DEVNUM, &minor)) < 0 ||
+	    (got_value = opt_int(p, item, bk->value_key, bk->k, &value)) < 0)
+		return -1;
+	if (!got_major || !got_minor || !got_value) {
+		path_key(p, !got_major ? "major" : !got_minor ? "minor" : bk->value_key);
+		return fail(p, "is required");
+	}
+	if (field(item, "leafWeight")) {
+		path_key(p, "leafWeight");
+		return fail(p, "is not supported (no kernel here has blkio leaf weights)");
+	}
+	d->major = major;
+	d->minor = minor;
+	d->value = (uint64_t)value;
+	return 0;
+}
+
 static int parse_blkio_devices(struct parser *p, json_t *v, const char *value_key,
 			       const struct int_kind *k, struct lm_blkio_device **out, size_t *n_out)
 {
-	json_t *item;
-	size_t i, n;
-
-	if (expect_array(p, v) < 0)
-		return -1;
-	n = json_array_size(v);
-	*out = calloc(n ? n : 1, sizeof(**out));
-	if (!*out)
-		return fail_oom(p);
-	*n_out = n;
-	json_array_foreach(v, i, item) {
-		size_t mark = path_index(p, i);
-		struct lm_blkio_device *d = &(*out)[i];
-		long long major = 0, minor = 0, value = 0;
-		int got_major, got_minor, got_value;
-		if (expect_object(p, item) < 0)
-			return -1;
-		if ((got_major = opt_int(p, item, "major", &K_DEVNUM, &major)) < 0 ||
-		    (got_minor = opt_int(p, item, "minor", &K_DEVNUM, &minor)) < 0 ||
-		    (got_value = opt_int(p, item, value_key, k, &value)) < 0)
-			return -1;
-		if (!got_major || !got_minor || !got_value) {
-			path_key(p, !got_major ? "major" : !got_minor ? "minor" : value_key);
-			return fail(p, "is required");
-		}
-		if (field(item, "leafWeight")) {
-			path_key(p, "leafWeight");
-			return fail(p, "is not supported (no kernel here has blkio leaf weights)");
-		}
-		d->major = major;
-		d->minor = minor;
-		d->value = (uint64_t)value;
-		path_pop(p, mark);
-	}
-	return 0;
+	struct blkio_kind bk = { value_key, k };
+	return parse_list(p, v, sizeof(**out), out, n_out, parse_blkio_device, &bk);
 }
 
 static int parse_block_io(struct parser *p, json_t *v, struct lm_resources *r)
