@@ -285,6 +285,35 @@ static int device_rules(const struct lm_spec *spec, struct lm_resources *res, st
 	return 0;
 }
 
+/* state.json: pid 0 while creating (the creator is recorded instead). */
+static int write_state(const struct create_ctx *c, const char *id, pid_t pid, const char *created,
+		       struct lm_error *err)
+{
+	json_t *ann = NULL;
+	if (c->spec->n_annotations) {
+		ann = json_object();
+		for (size_t i = 0; i < c->spec->n_annotations; i++)
+			json_object_set_new(ann, c->spec->annotation_keys[i],
+					    json_string(c->spec->annotation_values[i]));
+	}
+	struct lm_state state = {
+		.id = (char *)id,
+		.bundle = (char *)c->bundle,
+		.rootfs = c->spec->root_path,
+		.created = (char *)created,
+		.cgroup_path = c->cg_path,
+		.pid = pid,
+		.pid_start = pid > 0 ? lm_pid_start_time(pid) : 0,
+		.annotations = ann,
+		.has_userns = lm_spec_namespace(c->spec, LM_NS_USER) != NULL,
+		.creator = pid > 0 ? 0 : getpid(),
+		.creator_start = pid > 0 ? 0 : lm_pid_start_time(getpid()),
+	};
+	int r = lm_state_write(c->state_dirfd, &state, err);
+	json_decref(ann);
+	return r;
+}
+
 /* Everything up to a container process that is set up and waiting. */
 static int create_common(const struct lm_create_opts *opts, bool run_mode, struct create_ctx *c,
 			 struct lm_error *err)
@@ -334,6 +363,9 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		}
 	}
 	if (lm_cgroup_path_for(c->spec->cgroups_path, opts->id, &c->cg_path, err) < 0)
+		goto fail;
+	/* From here on, a create killed half-way leaves a state that delete understands. */
+	if (write_state(c, opts->id, 0, "", err) < 0)
 		goto fail;
 	struct lm_resources res;
 	if (device_rules(c->spec, &res, &c->rules, err) < 0)
@@ -456,27 +488,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		goto fail;
 	char created[64];
 	now_rfc3339(created, sizeof(created));
-	json_t *ann = NULL;
-	if (c->spec->n_annotations) {
-		ann = json_object();
-		for (size_t i = 0; i < c->spec->n_annotations; i++)
-			json_object_set_new(ann, c->spec->annotation_keys[i],
-					    json_string(c->spec->annotation_values[i]));
-	}
-	struct lm_state state = {
-		.id = (char *)opts->id,
-		.bundle = c->bundle,
-		.rootfs = c->spec->root_path,
-		.created = created,
-		.cgroup_path = c->cg_path,
-		.pid = c->pid,
-		.pid_start = lm_pid_start_time(c->pid),
-		.annotations = ann,
-		.has_userns = userns != NULL,
-	};
-	int r = lm_state_write(c->state_dirfd, &state, err);
-	json_decref(ann);
-	if (r < 0)
+	if (write_state(c, opts->id, c->pid, created, err) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -684,6 +696,14 @@ int lm_container_delete(const char *root, const char *id, bool force, struct lm_
 			lm_err(err, EBUSY, "cannot delete container \"%s\": it is %s (stop it first, or use --force)",
 			       id, lm_status_name(status));
 			goto out;
+		}
+		if (status == LM_STATUS_CREATING) {
+			/* its half-made container process dies with it (PDEATHSIG) */
+			autofd creator = (int)syscall(SYS_pidfd_open, st.creator, 0);
+			if (creator >= 0 && lm_pid_start_time(st.creator) == st.creator_start) {
+				syscall(SYS_pidfd_send_signal, creator, SIGKILL, NULL, 0);
+				wait_pidfd(creator, 10000);
+			}
 		}
 		pidfd = open_init_pidfd(&st, err);
 		struct lm_cgroup cg;

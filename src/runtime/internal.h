@@ -89,6 +89,11 @@ struct lm_state {
 	unsigned long long pid_start;  /* /proc/<pid>/stat starttime, guards pid reuse */
 	json_t *annotations;  /* object or NULL */
 	bool has_userns;
+	/* While pid is 0 the container is being created by this process; if it
+	 * is gone, the create died half-way and the container counts as stopped
+	 * (so delete cleans it up). */
+	pid_t creator;
+	unsigned long long creator_start;
 };
 
 int lm_state_dir_create(const char *root, const char *id, int *dirfd, struct lm_error *err);

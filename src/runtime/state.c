@@ -121,6 +121,10 @@ int lm_state_write(int dirfd, const struct lm_state *st, struct lm_error *err)
 		return lm_err(err, ENOMEM, "write state: out of memory");
 	if (st->annotations)
 		json_object_set(o, "annotations", st->annotations);
+	if (st->creator > 0) {
+		json_object_set_new(o, "creator", json_integer(st->creator));
+		json_object_set_new(o, "creator_start", json_integer((json_int_t)st->creator_start));
+	}
 	autofree char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!text)
@@ -155,6 +159,8 @@ int lm_state_read(int dirfd, struct lm_state *st, struct lm_error *err)
 	st->pid = (pid_t)json_integer_value(json_object_get(o, "pid"));
 	st->pid_start = (unsigned long long)json_integer_value(json_object_get(o, "pid_start"));
 	st->has_userns = json_is_true(json_object_get(o, "userns"));
+	st->creator = (pid_t)json_integer_value(json_object_get(o, "creator"));
+	st->creator_start = (unsigned long long)json_integer_value(json_object_get(o, "creator_start"));
 	json_t *ann = json_object_get(o, "annotations");
 	if (json_is_object(ann))
 		st->annotations = json_incref(ann);
@@ -210,6 +216,8 @@ unsigned long long lm_pid_start_time(pid_t pid)
 
 enum lm_status lm_state_status(const struct lm_state *st, int dirfd)
 {
+	if (st->pid <= 0 && st->creator > 0 && lm_pid_start_time(st->creator) == st->creator_start)
+		return LM_STATUS_CREATING;
 	if (st->pid <= 0 || lm_pid_start_time(st->pid) != st->pid_start)
 		return LM_STATUS_STOPPED;
 	if (faccessat(dirfd, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW) == 0)

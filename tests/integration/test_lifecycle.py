@@ -305,3 +305,38 @@ def test_start_stopped_fails(ct):
     one_line_error(ct.start())
     if IS_LAMINA:
         assert ct.status() == "stopped"
+
+
+@lamina_only("the creating state and recovery from a create killed half-way")
+def test_create_killed_half_way_is_deletable(ct):
+    """A create killed while its container is being set up leaves a state that
+    `state` reports and `delete` removes, and the id can be used again."""
+    import shutil
+    import subprocess
+    if not shutil.which("strace"):
+        pytest.skip("strace is needed to pause create half-way")
+    ct.probe_args("sleep", "10")
+    ct.write_config()
+    # Every mount in the container process takes 3 s: time enough to kill create.
+    args = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=mount:delay_enter=3000000",
+            *map(str, OCI), "--root", str(ct.root), "create", "--bundle", str(ct.bundle), ct.id]
+    creator = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: ct.has_state() and ct.oci("state", ct.id).returncode == 0,
+                 what="state of the container being created")
+        assert ct.state()["status"] == "creating"
+        res = ct.delete()
+        assert res.returncode != 0 and "creating" in res.stderr
+        # kill lamina itself (strace's child), not the tracer
+        with open(f"/proc/{creator.pid}/task/{creator.pid}/children") as f:
+            lamina_pid = int(f.read().split()[0])
+        os.kill(lamina_pid, 9)
+    finally:
+        creator.kill()
+        creator.wait()
+    # the half-made container process dies with its creator (parent-death signal)
+    wait_for(lambda: ct.state()["status"] == "stopped", what="stopped after the creator died")
+    ct.delete().check()
+    assert not ct.has_state()
+    ct.probe_args("exit", "0")
+    ct.run().check()
