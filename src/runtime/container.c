@@ -488,6 +488,10 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		goto fail;
 	char created[64];
 	now_rfc3339(created, sizeof(created));
+	if (lm_pid_start_time(c->pid) == 0) {
+		lm_err(err, ESRCH, "the container process exited during create");
+		goto fail;
+	}
 	if (write_state(c, opts->id, c->pid, created, err) < 0)
 		goto fail;
 	return 0;
@@ -528,7 +532,8 @@ static int open_init_pidfd(const struct lm_state *st, struct lm_error *err)
 	int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
 	if (fd < 0)
 		return lm_err(err, ESRCH, "container \"%s\" is not running", st->id);
-	if (lm_pid_start_time(st->pid) != st->pid_start) {
+	unsigned long long start = lm_pid_start_time(st->pid);
+	if (start == 0 || start != st->pid_start) {
 		close(fd);
 		return lm_err(err, ESRCH, "container \"%s\" is not running", st->id);
 	}

@@ -36,7 +36,8 @@ int lm_id_validate(const char *id, struct lm_error *err)
 {
 	size_t len = strlen(id);
 	if (len == 0 || len > 1024)
-		return lm_err(err, EINVAL, "invalid container id \"%s\": must be 1 to 1024 characters", id);
+		return lm_err(err, EINVAL, "invalid container id \"%.64s%s\": must be 1 to 1024 characters (not %zu)",
+			      id, len > 64 ? "..." : "", len);
 	if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
 		return lm_err(err, EINVAL, "invalid container id \"%s\"", id);
 	for (const char *p = id; *p; p++) {
@@ -52,8 +53,8 @@ int lm_id_validate(const char *id, struct lm_error *err)
 
 static int open_root(const char *root, bool create, struct lm_error *err)
 {
-	if (create && mkdir(root, 0700) < 0 && errno != EEXIST)
-		return lm_err_sys(err, "create state root %s", root);
+	if (create && lm_mkdir_p(root, 0700, err) < 0)
+		return lm_error_prefix(err, "create state root");
 	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return lm_err_sys(err, "open state root %s", root);
@@ -218,7 +219,9 @@ enum lm_status lm_state_status(const struct lm_state *st, int dirfd)
 {
 	if (st->pid <= 0 && st->creator > 0 && lm_pid_start_time(st->creator) == st->creator_start)
 		return LM_STATUS_CREATING;
-	if (st->pid <= 0 || lm_pid_start_time(st->pid) != st->pid_start)
+	/* 0 means "gone" (or unknown): never a match, even for a recorded 0. */
+	unsigned long long start = lm_pid_start_time(st->pid);
+	if (st->pid <= 0 || start == 0 || start != st->pid_start)
 		return LM_STATUS_STOPPED;
 	if (faccessat(dirfd, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return LM_STATUS_CREATED;

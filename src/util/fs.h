@@ -38,5 +38,9 @@ int lm_mkfile_in_root(int rootfd, const char *path, mode_t mode, struct lm_error
 /* Force the fallback resolver (tests). */
 void lm_fs_force_fallback(bool on);
 
-/* Remove a directory tree (fd-relative, does not follow symlinks). Missing is fine. */
+/* mkdir -p (existing directories are fine). */
+int lm_mkdir_p(const char *path, mode_t mode, struct lm_error *err);
+
+/* Remove a directory tree (fd-relative, does not follow symlinks, never
+ * descends into another mounted filesystem). Missing is fine. */
 int lm_rm_rf_at(int dirfd, const char *name, struct lm_error *err);
