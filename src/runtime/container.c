@@ -225,12 +225,15 @@ static int join_pid_ns(const struct lm_spec *spec, int *own, struct lm_error *er
 	return 0;
 }
 
-static pid_t clone_child(uint64_t flags, int *pidfd)
+/* On a pure v2 host the child is born in its cgroup (CLONE_INTO_CGROUP):
+ * no migration afterwards, which on v1 costs an RCU grace period. */
+static pid_t clone_child(uint64_t flags, int cgroup_fd, int *pidfd)
 {
 	struct clone_args args = {
-		.flags = flags | CLONE_PIDFD,
+		.flags = flags | CLONE_PIDFD | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0),
 		.pidfd = (uint64_t)(uintptr_t)pidfd,
 		.exit_signal = SIGCHLD,
+		.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0,
 	};
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
@@ -425,7 +428,19 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		lm_err_sys(err, "chdir %s", c->bundle);
 		goto fail;
 	}
-	c->pid = clone_child(flags, &c->pidfd);
+	int cgroup_fd = -1;
+	if (c->cg.mode == LM_CGROUP_V2 && c->cg.n_dirs == 1)
+		cgroup_fd = open(c->cg.dirs[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	c->pid = clone_child(flags, cgroup_fd, &c->pidfd);
+	if (c->pid < 0 && cgroup_fd >= 0 && (errno == EINVAL || errno == ENOSYS || errno == EBUSY)) {
+		/* an older kernel, or a cgroup it will not start us in: migrate instead */
+		close(cgroup_fd);
+		cgroup_fd = -1;
+		c->pid = clone_child(flags, -1, &c->pidfd);
+	}
+	bool born_in_cgroup = cgroup_fd >= 0 && c->pid > 0;
+	if (cgroup_fd >= 0 && c->pid != 0)
+		close(cgroup_fd);
 	if (c->pid != 0) {
 		int r = fchdir(cwd_fd);
 		close(cwd_fd);
@@ -444,6 +459,8 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	if (c->pid == 0) {
 		close(sv[0]);
 		close(cwd_fd);
+		if (cgroup_fd >= 0)
+			close(cgroup_fd);
 		if (own_pidns >= 0)
 			close(own_pidns);
 		lm_init_child(&ictx);
@@ -463,7 +480,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		    write_id_map(c->pid, "gid_map", c->spec->gid_mappings, c->spec->n_gid_mappings, err) < 0)
 			goto fail;
 	}
-	if (lm_cgroup_enter(&c->cg, c->pid, err) < 0)
+	if (!born_in_cgroup && lm_cgroup_enter(&c->cg, c->pid, err) < 0)
 		goto fail;
 	if (lm_sync_send(c->sync_fd, LM_SYNC_GO, NULL) < 0) {
 		lm_err_sys(err, "sync with container process");
@@ -594,7 +611,18 @@ int lm_container_state(const char *root, const char *id, json_t **out, struct lm
 	struct lm_state st;
 	if (read_state(root, id, &dirfd, &st, err) < 0)
 		return -1;
-	*out = lm_state_to_json(&st, lm_state_status(&st, dirfd));
+	enum lm_status status = lm_state_status(&st, dirfd);
+	*out = lm_state_to_json(&st, status);
+	/* The cgroup outlives the process until delete: it still knows whether
+	 * the kernel's OOM killer ended the container (a lamina extension). */
+	if (*out && status == LM_STATUS_STOPPED) {
+		struct lm_cgroup cg;
+		struct lm_error ignored;
+		if (lm_cgroup_open(&cg, st.cgroup_path, &ignored) == 0) {
+			json_object_set_new(*out, "oomKilled", json_boolean(lm_cgroup_oom_kills(&cg) > 0));
+			lm_cgroup_free(&cg);
+		}
+	}
 	lm_state_free(&st);
 	return *out ? 0 : lm_err(err, ENOMEM, "state: out of memory");
 }
