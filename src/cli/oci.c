@@ -12,101 +12,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "runtime/cgroup.h"
 #include "runtime/container.h"
 #include "runtime/spec.h"
 #include "util/log.h"
-
-enum opt_kind { OPT_FLAG, OPT_STRING, OPT_LIST, OPT_INT };
-
-struct opt {
-	const char *name;  /* long name without dashes */
-	char short_name;   /* 0 if none */
-	enum opt_kind kind;
-	void *dest;        /* bool*, const char**, struct strlist*, int* */
-};
-
-struct strlist {
-	char **v;
-	size_t n;
-};
-
-static int strlist_add(struct strlist *l, char *s)
-{
-	char **nv = realloc(l->v, (l->n + 2) * sizeof(char *));
-	if (!nv)
-		return -1;
-	l->v = nv;
-	l->v[l->n++] = s;
-	l->v[l->n] = NULL;
-	return 0;
-}
-
-/* Parse options from argv[*i] on, stopping at the first positional argument
- * or "--".  Returns 0, or -1 after printing an error. */
-static int parse_opts(int argc, char **argv, int *i, const struct opt *opts, const char *cmd)
-{
-	while (*i < argc) {
-		char *a = argv[*i];
-		if (strcmp(a, "--") == 0) {
-			(*i)++;
-			return 0;
-		}
-		if (a[0] != '-' || a[1] == '\0')
-			return 0;
-		const struct opt *o = NULL;
-		char *value = NULL;
-		if (a[1] == '-') {
-			char *name = a + 2;
-			char *eq = strchr(name, '=');
-			size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-			for (const struct opt *p = opts; p->name; p++)
-				if (strlen(p->name) == nl && strncmp(p->name, name, nl) == 0)
-					o = p;
-			if (eq)
-				value = eq + 1;
-		} else if (a[2] == '\0') {
-			for (const struct opt *p = opts; p->name; p++)
-				if (p->short_name == a[1])
-					o = p;
-		}
-		if (!o) {
-			fprintf(stderr, "lamina oci %s: unknown option %s\n", cmd, a);
-			return -1;
-		}
-		(*i)++;
-		if (o->kind == OPT_FLAG) {
-			bool on = true;
-			if (value)
-				on = strcmp(value, "false") != 0 && strcmp(value, "0") != 0;
-			*(bool *)o->dest = on;
-			continue;
-		}
-		if (!value) {
-			if (*i >= argc) {
-				fprintf(stderr, "lamina oci %s: option --%s needs a value\n", cmd, o->name);
-				return -1;
-			}
-			value = argv[(*i)++];
-		}
-		if (o->kind == OPT_STRING) {
-			*(const char **)o->dest = value;
-		} else if (o->kind == OPT_INT) {
-			char *end;
-			errno = 0;
-			long v = strtol(value, &end, 10);
-			if (errno || *end || v < 0 || v > 1 << 20) {
-				fprintf(stderr, "lamina oci %s: --%s: not a valid number: %s\n", cmd, o->name, value);
-				return -1;
-			}
-			*(int *)o->dest = (int)v;
-		} else if (strlist_add(o->dest, value) < 0) {
-			fprintf(stderr, "lamina oci %s: out of memory\n", cmd);
-			return -1;
-		}
-	}
-	return 0;
-}
 
 static int fail(const struct lm_error *err)
 {
@@ -114,15 +24,6 @@ static int fail(const struct lm_error *err)
 	return 1;
 }
 
-static int need_args(int argc, int i, int min, int max, const char *cmd, const char *usage)
-{
-	int n = argc - i;
-	if (n < min || (max >= 0 && n > max)) {
-		fprintf(stderr, "usage: lamina oci %s %s\n", cmd, usage);
-		return -1;
-	}
-	return 0;
-}
 
 static int print_json(json_t *o)
 {
@@ -156,12 +57,12 @@ static int cmd_create(struct global *g, int argc, char **argv, bool run)
 		{"keep", 0, OPT_FLAG, &ignored},
 		{NULL, 0, 0, NULL},
 	};
-	const char *cmd = run ? "run" : "create";
+	const char *prog = run ? "lamina oci run" : "lamina oci create";
 	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, cmd) < 0 || need_args(argc, i, 1, 1, cmd, "[options] ID") < 0)
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, 1, prog, "[options] ID") < 0)
 		return 2;
 	if (ignored || ignored_s)
-		lm_debug("%s: ignoring --no-pivot/--no-new-keyring/--notify-socket/--keep (not applicable)", cmd);
+		lm_debug("%s: ignoring --no-pivot/--no-new-keyring/--notify-socket/--keep (not applicable)", prog);
 	o.id = argv[i];
 	o.detach = detach;
 	struct lm_error err = {0};
@@ -189,8 +90,10 @@ static int cmd_simple(struct global *g, int argc, char **argv, const char *cmd)
 	};
 	int i = 1;
 	bool is_kill = strcmp(cmd, "kill") == 0;
-	if (parse_opts(argc, argv, &i, opts, cmd) < 0 ||
-	    need_args(argc, i, 1, is_kill ? 2 : 1, cmd, is_kill ? "[--all] ID [SIGNAL]" : "ID") < 0)
+	char prog[64];
+	snprintf(prog, sizeof(prog), "lamina oci %s", cmd);
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 ||
+	    need_args(argc, i, 1, is_kill ? 2 : 1, prog, is_kill ? "[--all] ID [SIGNAL]" : "ID") < 0)
 		return 2;
 	const char *id = argv[i];
 	struct lm_error err = {0};
@@ -223,7 +126,7 @@ static int cmd_list(struct global *g, int argc, char **argv)
 		{NULL, 0, 0, NULL},
 	};
 	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, "list") < 0 || need_args(argc, i, 0, 0, "list", "[--format table|json] [-q]") < 0)
+	if (parse_opts(argc, argv, &i, opts, "lamina oci list") < 0 || need_args(argc, i, 0, 0, "lamina oci list", "[--format table|json] [-q]") < 0)
 		return 2;
 	if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0) {
 		fprintf(stderr, "lamina oci list: --format must be table or json\n");
@@ -278,7 +181,7 @@ static int cmd_exec(struct global *g, int argc, char **argv)
 		{NULL, 0, 0, NULL},
 	};
 	int i = 1, rc = 2;
-	if (parse_opts(argc, argv, &i, opts, "exec") < 0)
+	if (parse_opts(argc, argv, &i, opts, "lamina oci exec") < 0)
 		goto out;
 	if (argc - i < 1 || (!o.process_json && argc - i < 2)) {
 		fprintf(stderr, "usage: lamina oci exec [options] ID COMMAND [ARGS...]\n"
@@ -344,7 +247,7 @@ static int cmd_spec(int argc, char **argv)
 		{NULL, 0, 0, NULL},
 	};
 	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, "spec") < 0 || need_args(argc, i, 0, 0, "spec", "[--bundle DIR]") < 0)
+	if (parse_opts(argc, argv, &i, opts, "lamina oci spec") < 0 || need_args(argc, i, 0, 0, "lamina oci spec", "[--bundle DIR]") < 0)
 		return 2;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/config.json", bundle);
@@ -399,7 +302,7 @@ int lm_cli_oci(int argc, char **argv)
 		{NULL, 0, 0, NULL},
 	};
 	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, "") < 0)
+	if (parse_opts(argc, argv, &i, opts, "lamina oci") < 0)
 		return 2;
 	if (strcmp(log_format, "text") != 0 && strcmp(log_format, "json") != 0) {
 		fprintf(stderr, "lamina oci: --log-format must be text or json\n");
