@@ -299,8 +299,19 @@ int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err)
 	/* Nothing we mount may reach the host, and host unmounts still reach us. */
 	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
 		return lm_err_sys(err, "make / slave");
-	if (mount(spec->root_path, spec->root_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+	/* The root is either the rootfs directory bound onto itself, or a
+	 * container's writable layer mounted here, inside this mount namespace
+	 * only: it then disappears with the container, whatever happens. */
+	const char *overlay = NULL;
+	for (size_t i = 0; i < spec->n_annotations; i++)
+		if (strcmp(spec->annotation_keys[i], LM_ANNOTATION_ROOTFS_OVERLAY) == 0)
+			overlay = spec->annotation_values[i];
+	if (overlay) {
+		if (mount("overlay", spec->root_path, "overlay", 0, overlay) < 0)
+			return lm_err_sys(err, "mount the writable layer on %s", spec->root_path);
+	} else if (mount(spec->root_path, spec->root_path, NULL, MS_BIND | MS_REC, NULL) < 0) {
 		return lm_err_sys(err, "bind rootfs %s", spec->root_path);
+	}
 	autofd rootfd = open(spec->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return lm_err_sys(err, "open rootfs %s", spec->root_path);

@@ -201,6 +201,12 @@ struct lm_spec {
 	char *personality_domain; /* linux.personality.domain or NULL */
 };
 
+/* The overlay mount options (lowerdir=...,upperdir=...,workdir=...) of a
+ * container's writable layer: with this annotation the runtime mounts the
+ * overlay on root.path inside the container's mount namespace, never on the
+ * host (rootfs/writable.h). */
+#define LM_ANNOTATION_ROOTFS_OVERLAY "org.lamina.rootfs.overlay"
+
 /* Parse <bundle>/config.json.  bundle must be an absolute path. */
 int lm_spec_load(const char *bundle, struct lm_spec **out, struct lm_error *err);
 /* Parse from a JSON text; root.path is resolved against bundle. */

@@ -1,0 +1,71 @@
+# Shared by the benchmark scripts: images built once and cached, and a
+# loopback registry.  Source it; needs root.
+BENCH_CACHE=${BENCH_CACHE:-/var/cache/lamina-bench}
+
+# The Debian minbase image as an OCI layout at $BENCH_CACHE/minbase-oci,
+# tag "bench": layer 1 the whole debootstrap --variant=minbase tree, layer 2
+# a small change on top (two layers, as images usually have).
+bench_minbase_image() {
+	local layout=$BENCH_CACHE/minbase-oci
+	[ -f "$layout/index.json" ] && grep -q '"bench"' "$layout/index.json" && return 0
+	mkdir -p "$BENCH_CACHE"
+	local rootfs=$BENCH_CACHE/minbase-rootfs
+	if [ ! -x "$rootfs/bin/bash" ]; then
+		rm -rf "$rootfs"
+		debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+	fi
+	# what an image build would clean: downloaded packages and lists
+	rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+	local work
+	work=$(mktemp -d /tmp/lamina-bench-image.XXXXXX)
+	rm -rf "$layout"
+	umoci init --layout "$layout"
+	umoci new --image "$layout:bench"
+	umoci unpack --image "$layout:bench" "$work/bundle" >/dev/null
+	cp -a "$rootfs/." "$work/bundle/rootfs/"
+	umoci repack --image "$layout:bench" "$work/bundle" >/dev/null
+	mkdir -p "$work/extra/etc"
+	echo "lamina benchmark image" > "$work/extra/etc/lamina-bench"
+	umoci insert --image "$layout:bench" "$work/extra/etc" /etc >/dev/null
+	umoci config --image "$layout:bench" --config.cmd /bin/true >/dev/null
+	rm -rf "$work"
+}
+
+# Start Debian's docker-registry on a free loopback port; sets REGISTRY
+# (host:port) and REGISTRY_PID; stopped by bench_registry_stop.
+bench_registry_start() {
+	local dir port
+	dir=$(mktemp -d /tmp/lamina-bench-registry.XXXXXX)
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	cat >"$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+YML
+	docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+	REGISTRY_PID=$!
+	REGISTRY_DIR=$dir
+	REGISTRY=127.0.0.1:$port
+	for _ in $(seq 100); do
+		curl -sf "http://$REGISTRY/v2/" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "registry did not start: $(cat "$dir/log")" >&2
+	return 1
+}
+
+bench_registry_stop() {
+	[ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+	[ -n "${REGISTRY_DIR:-}" ] && rm -rf "$REGISTRY_DIR"
+	REGISTRY_PID=
+}
+
+# Push an OCI layout tag to the registry as NAME:TAG.
+bench_push() { # layout:tag name:tag
+	skopeo copy --quiet --dest-tls-verify=false "oci:$1" "docker://$REGISTRY/$2"
+}
