@@ -436,3 +436,37 @@ def test_cgroup2_mount(ct):
     assert "ro" in opts(m)
     ct.probe_args("stat", "/sys/fs/cgroup/cgroup.procs")
     ct.run().check()
+
+
+@pytest.mark.skipif(not IS_LAMINA, reason="lamina's annotation for the writable layer")
+def test_writable_layer_mounted_only_in_the_container(ct, tmp_path):
+    """With org.lamina.rootfs.overlay the runtime mounts the container's
+    overlay on root.path inside the container's mount namespace: writes land
+    in the upper directory, the lower layer is untouched, and the host never
+    has the overlay mounted."""
+    layer = tmp_path / "layer"
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    os.rename(ct.rootfs, layer)
+    ct.config["root"] = {"path": str(merged), "readonly": False}
+    ct.config["annotations"] = {
+        "org.lamina.rootfs.overlay": f"lowerdir={layer},upperdir={upper},workdir={work}"}
+    ct.probe_args("write", "/tmp/written-inside", "hello")
+    ct.run().check()
+    assert (upper / "tmp" / "written-inside").read_text() == "hello"
+    assert not (layer / "tmp" / "written-inside").exists()
+    assert not os.listdir(merged), "the overlay leaked onto the host"
+    assert not mounts_under(str(tmp_path))
+
+
+@pytest.mark.skipif(not IS_LAMINA, reason="lamina's annotation for the writable layer")
+def test_writable_layer_bad_options_fail_cleanly(ct, tmp_path):
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    ct.config["root"] = {"path": str(merged), "readonly": False}
+    ct.config["annotations"] = {"org.lamina.rootfs.overlay": f"lowerdir={tmp_path}/missing"}
+    res = ct.run()
+    assert res.returncode != 0
+    assert "writable layer" in res.stderr
+    assert not ct.has_state()
