@@ -1,4 +1,25 @@
 /* Front-end commands.  Each returns the process exit code. */
 #pragma once
 
+struct lm_error;
+struct lm_store;
+struct lm_registry_client;
+
+/* Options every top-level command shares: lamina [--root DIR] [--state DIR] COMMAND */
+struct lm_cli_global {
+	const char *root;   /* images and containers' layers: /var/lib/lamina */
+	const char *state;  /* runtime state: /run/lamina */
+};
+
 int lm_cli_oci(int argc, char **argv);
+int lm_cli_pull(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_images(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_login(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv);
+
+int lm_cli_open_store(const struct lm_cli_global *g, struct lm_store **s, struct lm_error *err);
+/* insecure_registry: one registry allowed without TLS verification, or NULL. */
+int lm_cli_registry_client(const struct lm_cli_global *g, const char *insecure_registry,
+			   struct lm_registry_client **c, struct lm_error *err);

@@ -1,0 +1,459 @@
+/* Image commands: pull, images, rmi, image prune/inspect, login/logout.
+ * They work on the store directly (no agent needed); the store's own locks
+ * make concurrent commands safe. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "image/auth.h"
+#include "image/pull.h"
+#include "image/ref.h"
+#include "image/registry.h"
+#include "image/store.h"
+
+static int fail(const char *prog, const struct lm_error *err)
+{
+	fprintf(stderr, "%s: %s\n", prog, err->msg);
+	return 1;
+}
+
+/* --- progress: bars on a terminal, plain lines otherwise --- */
+
+struct progress_view {
+	bool tty;
+	size_t n_layers;
+	size_t drawn;        /* lines drawn so far (tty) */
+	char **lines;        /* last text per layer */
+};
+
+static void human(char *buf, size_t len, int64_t bytes)
+{
+	const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+	double v = (double)bytes;
+	int u = 0;
+	while (v >= 1000 && u < 4) {
+		v /= 1000;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+static const char *phase_name(enum lm_layer_phase p)
+{
+	switch (p) {
+	case LM_LAYER_WAITING: return "waiting";
+	case LM_LAYER_DOWNLOADING: return "downloading";
+	case LM_LAYER_UNPACKING: return "unpacking";
+	case LM_LAYER_DONE: return "done";
+	case LM_LAYER_CACHED: return "already present";
+	}
+	return "?";
+}
+
+static void on_layer(void *ctx, size_t index, size_t n_layers, const char *digest, enum lm_layer_phase phase,
+		     int64_t done, int64_t size)
+{
+	struct progress_view *v = ctx;
+	if (!v->lines) {
+		v->n_layers = n_layers;
+		v->lines = calloc(n_layers, sizeof(char *));
+		if (!v->lines)
+			return;
+	}
+	if (index >= v->n_layers)
+		return;
+	char a[32], b[32], line[256];
+	human(a, sizeof(a), done);
+	human(b, sizeof(b), size);
+	const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1 : digest;
+	if (v->tty && (phase == LM_LAYER_DOWNLOADING || phase == LM_LAYER_UNPACKING) && size > 0) {
+		int width = 30, fill = (int)(done * width / size);
+		char bar[64];
+		for (int i = 0; i < width; i++)
+			bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+		bar[width] = '\0';
+		snprintf(line, sizeof(line), "%.12s %-11s [%s] %s / %s", hex, phase_name(phase), bar, a, b);
+	} else if (phase == LM_LAYER_DONE || phase == LM_LAYER_CACHED || phase == LM_LAYER_WAITING) {
+		snprintf(line, sizeof(line), "%.12s %s (%s)", hex, phase_name(phase), b);
+	} else {
+		snprintf(line, sizeof(line), "%.12s %s %s / %s", hex, phase_name(phase), a, b);
+	}
+	if (!v->tty) {
+		/* plain output: one line per phase change, no repeats */
+		if (v->lines[index] && strncmp(v->lines[index], line, 12 + 1 + strlen(phase_name(phase))) == 0)
+			return;
+		free(v->lines[index]);
+		v->lines[index] = strdup(line);
+		printf("layer %zu/%zu %s\n", index + 1, n_layers, line);
+		fflush(stdout);
+		return;
+	}
+	free(v->lines[index]);
+	v->lines[index] = strdup(line);
+	/* redraw the block of layer lines in place */
+	if (v->drawn)
+		printf("\033[%zuA", v->drawn);
+	for (size_t i = 0; i < v->n_layers; i++)
+		printf("\r\033[K%s\n", v->lines[i] ? v->lines[i] : "");
+	v->drawn = v->n_layers;
+	fflush(stdout);
+}
+
+static void on_note(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "lamina: %s\n", msg);
+}
+
+static void progress_free(struct progress_view *v)
+{
+	for (size_t i = 0; v->lines && i < v->n_layers; i++)
+		free(v->lines[i]);
+	free(v->lines);
+}
+
+static int parse_platform(const char *s, char *buf, size_t len, struct lm_platform *p, struct lm_error *err)
+{
+	snprintf(buf, len, "%s", s);
+	char *os = buf, *arch = strchr(os, '/');
+	if (!arch || arch == os || !arch[1])
+		return lm_err(err, EINVAL, "--platform %s: expected os/arch[/variant]", s);
+	*arch++ = '\0';
+	char *variant = strchr(arch, '/');
+	if (variant)
+		*variant++ = '\0';
+	p->os = os;
+	p->arch = arch;
+	p->variant = variant && *variant ? variant : NULL;
+	return 0;
+}
+
+int lm_cli_open_store(const struct lm_cli_global *g, struct lm_store **s, struct lm_error *err)
+{
+	return lm_store_open(g->root, s, err);
+}
+
+int lm_cli_registry_client(const struct lm_cli_global *g, const char *insecure_registry,
+			   struct lm_registry_client **c, struct lm_error *err)
+{
+	const char *insecure[2] = {insecure_registry, NULL};
+	struct lm_registry_opts ro = {.insecure = insecure_registry ? insecure : NULL};
+	(void)g;
+	return lm_registry_client_new(&ro, c, err);
+}
+
+int lm_cli_pull(const struct lm_cli_global *g, int argc, char **argv)
+{
+	const char *prog = "lamina pull", *platform_s = NULL, *policy_s = "always";
+	bool quiet = false, tls_off = false;
+	struct opt opts[] = {
+		{"platform", 0, OPT_STRING, &platform_s},
+		{"policy", 0, OPT_STRING, &policy_s},
+		{"quiet", 'q', OPT_FLAG, &quiet},
+		{"insecure", 0, OPT_FLAG, &tls_off},
+		{NULL, 0, 0, NULL},
+	};
+	int i = 1;
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 ||
+	    need_args(argc, i, 1, 1, prog, "[--platform os/arch[/variant]] [--policy always|newer|if_not_present|never] [--insecure] [-q] IMAGE") < 0)
+		return 2;
+	struct lm_error err = {0};
+	struct lm_pull_opts po = {0};
+	struct lm_platform plat;
+	char platbuf[128];
+	if (lm_pull_policy_parse(policy_s, &po.policy, &err) < 0 ||
+	    (platform_s && parse_platform(platform_s, platbuf, sizeof(platbuf), &plat, &err) < 0))
+		return fail(prog, &err);
+	if (platform_s)
+		po.platform = &plat;
+	struct progress_view view = {.tty = isatty(STDOUT_FILENO)};
+	struct lm_pull_progress progress = {.layer = on_layer, .note = on_note, .ctx = &view};
+	if (!quiet)
+		po.progress = &progress;
+
+	struct lm_image_ref ref = {0};
+	if (lm_image_ref_parse(argv[i], NULL, &ref, &err) < 0)
+		return fail(prog, &err);
+	struct lm_store *store = NULL;
+	struct lm_registry_client *client = NULL;
+	struct lm_image_record rec = {0};
+	int rc = 1;
+	if (lm_cli_open_store(g, &store, &err) < 0 ||
+	    lm_cli_registry_client(g, tls_off ? ref.registry : NULL, &client, &err) < 0 ||
+	    lm_image_pull(store, client, argv[i], &po, &rec, &err) < 0) {
+		fail(prog, &err);
+		goto out;
+	}
+	if (quiet)
+		printf("%s\n", rec.config_digest);
+	else
+		printf("%s: %s (%zu layers)\n", rec.name, rec.config_digest, rec.n_layers);
+	rc = 0;
+out:
+	progress_free(&view);
+	lm_image_record_free(&rec);
+	lm_registry_client_free(client);
+	lm_store_close(store);
+	lm_image_ref_free(&ref);
+	return rc;
+}
+
+static void age(char *buf, size_t len, const char *created)
+{
+	struct tm tm = {0};
+	if (!created || !strptime(created, "%Y-%m-%dT%H:%M:%S", &tm)) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	long secs = (long)difftime(time(NULL), timegm(&tm));
+	if (secs < 60)
+		snprintf(buf, len, "%ld seconds ago", secs);
+	else if (secs < 3600)
+		snprintf(buf, len, "%ld minutes ago", secs / 60);
+	else if (secs < 86400)
+		snprintf(buf, len, "%ld hours ago", secs / 3600);
+	else
+		snprintf(buf, len, "%ld days ago", secs / 86400);
+}
+
+static json_t *record_json(const struct lm_image_record *r)
+{
+	json_t *layers = json_array(), *diffs = json_array();
+	for (size_t i = 0; i < r->n_layers; i++) {
+		json_array_append_new(layers, json_string(r->layer_digests[i]));
+		json_array_append_new(diffs, json_string(r->diff_ids[i]));
+	}
+	return json_pack("{s:s,s:s,s:s,s:s?,s:o,s:o,s:I,s:s?,s:s?}", "name", r->name, "id", r->config_digest,
+			 "manifest", r->manifest_digest, "index", r->index_digest, "layers", layers, "diff_ids",
+			 diffs, "size", (json_int_t)r->size, "created", r->created, "platform", r->platform);
+}
+
+int lm_cli_images(const struct lm_cli_global *g, int argc, char **argv)
+{
+	const char *prog = "lamina images", *format = "table";
+	bool quiet = false;
+	struct opt opts[] = {
+		{"format", 0, OPT_STRING, &format},
+		{"quiet", 'q', OPT_FLAG, &quiet},
+		{NULL, 0, 0, NULL},
+	};
+	int i = 1;
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 0, 0, prog, "[--format table|json] [-q]") < 0)
+		return 2;
+	if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0) {
+		fprintf(stderr, "%s: --format must be table or json\n", prog);
+		return 2;
+	}
+	struct lm_error err = {0};
+	struct lm_store *store = NULL;
+	struct lm_image_record *recs = NULL;
+	size_t n = 0;
+	if (lm_cli_open_store(g, &store, &err) < 0 || lm_store_image_list(store, &recs, &n, &err) < 0) {
+		lm_store_close(store);
+		return fail(prog, &err);
+	}
+	if (strcmp(format, "json") == 0) {
+		json_t *arr = json_array();
+		for (size_t k = 0; k < n; k++)
+			json_array_append_new(arr, record_json(&recs[k]));
+		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", s ? s : "[]");
+		free(s);
+		json_decref(arr);
+	} else {
+		if (!quiet)
+			printf("%-50s %-14s %-16s %s\n", "IMAGE", "ID", "CREATED", "SIZE");
+		for (size_t k = 0; k < n; k++) {
+			const char *id = recs[k].config_digest + 7;
+			if (quiet) {
+				printf("%.12s\n", id);
+				continue;
+			}
+			char when[32], size[32];
+			age(when, sizeof(when), recs[k].created);
+			human(size, sizeof(size), recs[k].size);
+			printf("%-50s %-14.12s %-16s %s\n", recs[k].name, id, when, size);
+		}
+	}
+	lm_image_record_list_free(recs, n);
+	lm_store_close(store);
+	return 0;
+}
+
+int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
+{
+	const char *prog = "lamina rmi";
+	struct opt opts[] = {{NULL, 0, 0, NULL}};
+	int i = 1;
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "IMAGE...") < 0)
+		return 2;
+	struct lm_error err = {0};
+	struct lm_store *store = NULL;
+	if (lm_cli_open_store(g, &store, &err) < 0)
+		return fail(prog, &err);
+	int rc = 0;
+	for (; i < argc; i++) {
+		struct lm_image_record rec = {0};
+		/* a name, or an image id (prefix of the config digest) */
+		const char *name = argv[i];
+		if (lm_store_image_get(store, name, &rec, &err) < 0 &&
+		    lm_store_image_find_by_id(store, name, &rec, &err) < 0) {
+			fail(prog, &err);
+			rc = 1;
+			continue;
+		}
+		if (lm_store_image_remove(store, rec.name, &err) < 0) {
+			fail(prog, &err);
+			rc = 1;
+		} else {
+			printf("Untagged: %s\n", rec.name);
+		}
+		lm_image_record_free(&rec);
+	}
+	lm_store_close(store);
+	return rc;
+}
+
+int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: lamina image prune|inspect|ls|rm|pull ...\n");
+		return 2;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
+		return lm_cli_images(g, argc - 1, argv + 1);
+	if (strcmp(sub, "rm") == 0)
+		return lm_cli_rmi(g, argc - 1, argv + 1);
+	if (strcmp(sub, "pull") == 0)
+		return lm_cli_pull(g, argc - 1, argv + 1);
+	struct lm_error err = {0};
+	struct lm_store *store = NULL;
+	if (strcmp(sub, "prune") == 0) {
+		if (argc != 2) {
+			fprintf(stderr, "usage: lamina image prune\n");
+			return 2;
+		}
+		uint64_t freed = 0;
+		if (lm_cli_open_store(g, &store, &err) < 0 || lm_store_prune(store, &freed, &err) < 0) {
+			lm_store_close(store);
+			return fail("lamina image prune", &err);
+		}
+		char h[32];
+		human(h, sizeof(h), (int64_t)freed);
+		printf("Total reclaimed space: %s\n", h);
+		lm_store_close(store);
+		return 0;
+	}
+	if (strcmp(sub, "inspect") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "usage: lamina image inspect IMAGE\n");
+			return 2;
+		}
+		struct lm_image_record rec = {0};
+		if (lm_cli_open_store(g, &store, &err) < 0 ||
+		    (lm_store_image_get(store, argv[2], &rec, &err) < 0 &&
+		     lm_store_image_find_by_id(store, argv[2], &rec, &err) < 0)) {
+			lm_store_close(store);
+			return fail("lamina image inspect", &err);
+		}
+		json_t *o = record_json(&rec);
+		char *config = NULL;
+		size_t len = 0;
+		if (lm_store_blob_read(store, rec.config_digest, 8u << 20, &config, &len, &err) == 0) {
+			json_t *c = json_loadb(config, len, 0, NULL);
+			if (c)
+				json_object_set_new(o, "config", c);
+			free(config);
+		}
+		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		json_decref(o);
+		lm_image_record_free(&rec);
+		lm_store_close(store);
+		return 0;
+	}
+	fprintf(stderr, "lamina image: unknown command \"%s\"\n", sub);
+	return 2;
+}
+
+static char *read_password(bool from_stdin)
+{
+	char buf[1024];
+	struct termios old, quiet;
+	bool tty = !from_stdin && isatty(STDIN_FILENO);
+	if (tty) {
+		fprintf(stderr, "Password: ");
+		tcgetattr(STDIN_FILENO, &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+	}
+	char *r = fgets(buf, sizeof(buf), stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+		fprintf(stderr, "\n");
+	}
+	if (!r)
+		return NULL;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return strdup(buf);
+}
+
+int lm_cli_login(const struct lm_cli_global *g, int argc, char **argv)
+{
+	const char *prog = "lamina login", *user = NULL, *password = NULL, *authfile = NULL;
+	bool from_stdin = false, tls_off = false;
+	struct opt opts[] = {
+		{"username", 'u', OPT_STRING, &user},
+		{"password", 'p', OPT_STRING, &password},
+		{"password-stdin", 0, OPT_FLAG, &from_stdin},
+		{"authfile", 0, OPT_STRING, &authfile},
+		{"insecure", 0, OPT_FLAG, &tls_off},
+		{NULL, 0, 0, NULL},
+	};
+	int i = 1;
+	if (parse_opts(argc, argv, &i, opts, prog) < 0 ||
+	    need_args(argc, i, 1, 1, prog, "-u USER [-p PASSWORD | --password-stdin] [--authfile F] REGISTRY") < 0)
+		return 2;
+	if (!user) {
+		fprintf(stderr, "%s: --username is required\n", prog);
+		return 2;
+	}
+	struct lm_error err = {0};
+	char *pw = password ? strdup(password) : read_password(from_stdin);
+	if (!pw) {
+		fprintf(stderr, "%s: no password given\n", prog);
+		return 2;
+	}
+	char *registry = lm_auth_normalize_registry(argv[i]);
+	char *file = authfile ? strdup(authfile) : lm_auth_default_file();
+	struct lm_registry_client *client = NULL;
+	int rc = 1;
+	if (!registry || !file) {
+		lm_err(&err, ENOMEM, "out of memory");
+		fail(prog, &err);
+		goto out;
+	}
+	if (lm_cli_registry_client(g, tls_off ? registry : NULL, &client, &err) < 0 ||
+	    lm_auth_verify(client, registry, user, pw, &err) < 0 || lm_auth_save(file, registry, user, pw, &err) < 0) {
+		fail(prog, &err);
+		goto out;
+	}
+	printf("Login Succeeded\n");
+	rc = 0;
+out:
+	lm_registry_client_free(client);
+	free(registry);
+	free(file);
+	free(pw);
+	return rc;
+}

@@ -1,0 +1,1018 @@
+/* See oci_config.h.
+ *
+ * The config is edited as JSON (jansson) on top of lm_spec_default() rather
+ * than built from nothing, so a field this file does not know about keeps the
+ * runtime's default.  Errors name the image config field they come from
+ * ("image config: config.Env[2]: ..."), because the image is the part the
+ * user did not write.  The account files are parsed line by line from one
+ * bounded read; a line that does not parse is skipped, as libc does.
+ */
+#include "image/oci_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/spec.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define ID_MAX 4294967294u  /* (uint32_t)-1 is "unchanged" to setresuid */
+#define MAX_GROUPS 65536    /* NGROUPS_MAX */
+#define HOSTNAME_MAX 64     /* what the runtime's parser takes */
+#define CPU_PERIOD 100000
+
+/* ------------------------------------------------------------ string lists */
+
+struct strv {
+	char **v; /* NULL-terminated once non-empty */
+	size_t n, cap;
+};
+
+static void strv_free(struct strv *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	s->v = NULL;
+	s->n = s->cap = 0;
+}
+
+static int strv_push_owned(struct strv *s, char *str, struct lm_error *err)
+{
+	if (!str)
+		return lm_err(err, ENOMEM, "out of memory");
+	if (s->n + 1 >= s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 8;
+		char **nv = realloc(s->v, cap * sizeof(char *));
+		if (!nv) {
+			free(str);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		s->v = nv;
+		s->cap = cap;
+	}
+	s->v[s->n++] = str;
+	s->v[s->n] = NULL;
+	return 0;
+}
+
+static int strv_push(struct strv *s, const char *str, struct lm_error *err)
+{
+	return strv_push_owned(s, strdup(str), err);
+}
+
+static json_t *strv_json(const struct strv *s)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < s->n; i++)
+		if (json_array_append_new(a, json_string(s->v[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+/* ------------------------------------------------------------ image config fields */
+
+/* A string field; absent or null → *out = NULL. */
+static int img_string(json_t *cfg, const char *key, const char **out, struct lm_error *err)
+{
+	json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return lm_err(err, EINVAL, "image config: config.%s: expected a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* An array of strings; absent or null → empty, *present = false. */
+static int img_strv(json_t *cfg, const char *key, struct strv *out, bool *present, struct lm_error *err)
+{
+	json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+	size_t i;
+	json_t *item;
+	if (present)
+		*present = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return lm_err(err, EINVAL, "image config: config.%s: expected an array of strings", key);
+	if (present)
+		*present = true;
+	json_array_foreach(v, i, item) {
+		if (!json_is_string(item))
+			return lm_err(err, EINVAL, "image config: config.%s[%zu]: expected a string", key, i);
+		if (strv_push(out, json_string_value(item), err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* An object (absent or null → NULL). */
+static int img_object(json_t *cfg, const char *key, json_t **out, struct lm_error *err)
+{
+	json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_object(v))
+		return lm_err(err, EINVAL, "image config: config.%s: expected an object", key);
+	*out = v;
+	return 0;
+}
+
+/* ------------------------------------------------------------ command */
+
+static int build_args(json_t *cfg, const struct lm_run_opts *o, struct strv *args, struct lm_error *err)
+{
+	struct strv ep = { 0 }, cmd = { 0 };
+	int r = -1;
+	if (img_strv(cfg, "Entrypoint", &ep, NULL, err) < 0 || img_strv(cfg, "Cmd", &cmd, NULL, err) < 0)
+		goto out;
+	char *const *first = o->entrypoint_set ? o->entrypoint : ep.v;
+	char *const *rest = o->cmd ? o->cmd : (o->entrypoint_set ? NULL : cmd.v);
+	for (char *const *p = first; p && *p; p++)
+		if (strv_push(args, *p, err) < 0)
+			goto out;
+	for (char *const *p = rest; p && *p; p++)
+		if (strv_push(args, *p, err) < 0)
+			goto out;
+	if (args->n == 0) {
+		lm_err(err, EINVAL, "no command specified: the image has no Entrypoint or Cmd, and none was given");
+		goto out;
+	}
+	r = 0;
+out:
+	strv_free(&ep);
+	strv_free(&cmd);
+	return r;
+}
+
+/* ------------------------------------------------------------ environment */
+
+static size_t env_key_len(const char *entry)
+{
+	return strcspn(entry, "=");
+}
+
+static bool env_valid(const char *entry)
+{
+	size_t k = env_key_len(entry);
+	return k > 0 && entry[k] == '=';
+}
+
+static ssize_t env_find(const struct strv *env, const char *entry)
+{
+	size_t k = env_key_len(entry);
+	for (size_t i = 0; i < env->n; i++)
+		if (env_key_len(env->v[i]) == k && strncmp(env->v[i], entry, k) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Replace a same-named entry in place, or append. */
+static int env_set(struct strv *env, const char *entry, bool override, struct lm_error *err)
+{
+	ssize_t i = env_find(env, entry);
+	if (i < 0)
+		return strv_push(env, entry, err);
+	if (!override)
+		return 0;
+	char *copy = strdup(entry);
+	if (!copy)
+		return lm_err(err, ENOMEM, "out of memory");
+	free(env->v[i]);
+	env->v[i] = copy;
+	return 0;
+}
+
+static int build_env(json_t *cfg, const struct lm_run_opts *o, const char *hostname, struct strv *env,
+		     struct lm_error *err)
+{
+	struct strv img = { 0 };
+	int r = -1;
+	if (img_strv(cfg, "Env", &img, NULL, err) < 0)
+		goto out;
+	for (size_t i = 0; i < img.n; i++) {
+		if (!env_valid(img.v[i])) {
+			lm_err(err, EINVAL, "image config: config.Env[%zu]: expected \"NAME=value\", got \"%.200s\"", i,
+			       img.v[i]);
+			goto out;
+		}
+		if (env_set(env, img.v[i], true, err) < 0)
+			goto out;
+	}
+	if (env_set(env, "PATH=" DEFAULT_PATH, false, err) < 0)
+		goto out;
+	char *h = NULL;
+	if (asprintf(&h, "HOSTNAME=%s", hostname) < 0) {
+		lm_err(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	int hr = env_set(env, h, false, err);
+	free(h);
+	if (hr < 0)
+		goto out;
+	if (o->tty && env_set(env, "TERM=xterm", false, err) < 0)
+		goto out;
+	for (char *const *p = o->env; p && *p; p++) {
+		if (!env_valid(*p)) {
+			lm_err(err, EINVAL, "env: expected \"NAME=value\", got \"%.200s\"", *p);
+			goto out;
+		}
+		if (env_set(env, *p, true, err) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	strv_free(&img);
+	return r;
+}
+
+/* ------------------------------------------------------------ users */
+
+/* All digits → 1 and *id set (range-checked); anything else → 0 (a name). */
+static int parse_id(const char *s, size_t len, const char *what, uint32_t *id, struct lm_error *err)
+{
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return 0;
+	unsigned long long v = 0;
+	for (size_t i = 0; i < len; i++) {
+		v = v * 10 + (unsigned long long)(s[i] - '0');
+		if (v > ID_MAX)
+			return lm_err(err, ERANGE, "%s %.*s is out of range (0 to %u)", what, (int)(len > 32 ? 32 : len), s,
+				      ID_MAX);
+	}
+	*id = (uint32_t)v;
+	return 1;
+}
+
+/* A field of an account file line as a number, for parsing: false when it is
+ * not one (the line is then skipped). */
+static bool field_id(const char *s, uint32_t *id)
+{
+	struct lm_error ignored;
+	return *s && parse_id(s, strlen(s), "id", id, &ignored) == 1;
+}
+
+struct account_file {
+	char *text;   /* NULL when the image has no such file */
+	const char *path;
+};
+
+static int read_account_file(int rootfd, const char *path, struct account_file *f, struct lm_error *err)
+{
+	f->path = path;
+	f->text = NULL;
+	if (rootfd < 0)
+		return 0;
+	/* O_NONBLOCK: a FIFO planted at /etc/passwd must not hang us. */
+	autofd fd = lm_open_in_root(rootfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, err);
+	if (fd < 0) {
+		if (err->code == ENOENT || err->code == ENOTDIR) {
+			lm_error_clear(err);
+			return 0;
+		}
+		return lm_error_prefix(err, "the image's %s", path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return lm_err_sys(err, "the image's %s", path);
+	if (!S_ISREG(st.st_mode))
+		return lm_err(err, EINVAL, "the image's %s is not a regular file", path);
+	if ((uint64_t)st.st_size > LM_IMAGE_ACCOUNT_FILE_MAX)
+		return lm_err(err, EFBIG, "the image's %s is larger than %zu bytes", path, LM_IMAGE_ACCOUNT_FILE_MAX);
+	if (lm_read_fd(fd, LM_IMAGE_ACCOUNT_FILE_MAX, &f->text, NULL, err) < 0) {
+		if (err->code == EFBIG)
+			return lm_err(err, EFBIG, "the image's %s is larger than %zu bytes", path,
+				      LM_IMAGE_ACCOUNT_FILE_MAX);
+		return lm_error_prefix(err, "the image's %s", path);
+	}
+	return 0;
+}
+
+/* Split one line (modified in place) into at most max ':'-separated fields;
+ * returns how many.  Comments, blank lines and NIS "+"/"-" entries give 0. */
+static size_t split_fields(char *line, char **fields, size_t max)
+{
+	if (!*line || *line == '#' || *line == '+' || *line == '-')
+		return 0;
+	size_t n = 0;
+	char *p = line;
+	while (n < max) {
+		fields[n++] = p;
+		char *c = strchr(p, ':');
+		if (!c)
+			break;
+		*c = '\0';
+		p = c + 1;
+	}
+	return n;
+}
+
+/* Walk the lines of a file; cb returns true to stop.  The text is copied so
+ * the file can be walked again. */
+typedef bool (*line_cb)(char **fields, size_t n, void *ctx);
+
+static int each_line(const struct account_file *f, size_t max_fields, line_cb cb, void *ctx, struct lm_error *err)
+{
+	if (!f->text)
+		return 0;
+	autofree char *copy = strdup(f->text);
+	if (!copy)
+		return lm_err(err, ENOMEM, "out of memory");
+	char *save = NULL;
+	char *fields[8];
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		line[strcspn(line, "\r")] = '\0';
+		size_t n = split_fields(line, fields, max_fields);
+		if (n && cb(fields, n, ctx))
+			break;
+	}
+	return 0;
+}
+
+struct pw_query {
+	const char *name; /* look up by name, or */
+	uint32_t uid;     /* by uid when name is NULL */
+	bool found;
+	char name_found[256];
+	uint32_t uid_found, gid_found;
+};
+
+static bool pw_match(char **f, size_t n, void *ctx)
+{
+	struct pw_query *q = ctx;
+	uint32_t uid, gid;
+	/* name:password:uid:gid[:gecos:home:shell] */
+	if (n < 4 || !*f[0] || strlen(f[0]) >= sizeof(q->name_found) || !field_id(f[2], &uid) ||
+	    !field_id(f[3], &gid))
+		return false;
+	if (q->name ? strcmp(f[0], q->name) != 0 : uid != q->uid)
+		return false;
+	q->found = true;
+	snprintf(q->name_found, sizeof(q->name_found), "%s", f[0]);
+	q->uid_found = uid;
+	q->gid_found = gid;
+	return true;
+}
+
+struct gr_query {
+	const char *name;    /* a group by name, or */
+	const char *member;  /* every group listing this user */
+	bool found;
+	uint32_t gid;
+	uint32_t *gids;
+	size_t n_gids;
+	bool oom;
+};
+
+static bool gr_match(char **f, size_t n, void *ctx)
+{
+	struct gr_query *q = ctx;
+	uint32_t gid;
+	/* name:password:gid[:member,member,...] */
+	if (n < 3 || !*f[0] || !field_id(f[2], &gid))
+		return false;
+	if (q->name) {
+		if (strcmp(f[0], q->name) != 0)
+			return false;
+		q->found = true;
+		q->gid = gid;
+		return true;
+	}
+	if (n < 4)
+		return false;
+	bool listed = false;
+	char *save = NULL;
+	for (char *m = strtok_r(f[3], ",", &save); m && !listed; m = strtok_r(NULL, ",", &save)) {
+		while (*m == ' ')
+			m++;
+		listed = strcmp(m, q->member) == 0;
+	}
+	if (!listed)
+		return false;
+	for (size_t i = 0; i < q->n_gids; i++)
+		if (q->gids[i] == gid)
+			return false;
+	if (q->n_gids >= MAX_GROUPS)
+		return true;
+	uint32_t *ng = realloc(q->gids, (q->n_gids + 1) * sizeof(uint32_t));
+	if (!ng) {
+		q->oom = true;
+		return true;
+	}
+	q->gids = ng;
+	q->gids[q->n_gids++] = gid;
+	return false;
+}
+
+void lm_user_free(struct lm_user *u)
+{
+	free(u->additional_gids);
+	u->additional_gids = NULL;
+	u->n_additional_gids = 0;
+}
+
+int lm_image_user_resolve(int rootfd, const char *user, struct lm_user *out, struct lm_error *err)
+{
+	const char *spec = user && *user ? user : "0";
+	const char *colon = strchr(spec, ':');
+	size_t ulen = colon ? (size_t)(colon - spec) : strlen(spec);
+	const char *group = colon ? colon + 1 : NULL;
+	struct account_file passwd = { 0 }, groupf = { 0 };
+	struct gr_query gq = { 0 };
+	int r = -1;
+	autofree char *uname = strndup(spec, ulen);
+	if (!uname)
+		return lm_err(err, ENOMEM, "out of memory");
+
+	memset(out, 0, sizeof(*out));
+	if (ulen == 0 || (group && !*group))
+		return lm_err(err, EINVAL, "invalid user \"%s\": expected user[:group]", spec);
+
+	uint32_t uid = 0;
+	int numeric = parse_id(spec, ulen, "uid", &uid, err);
+	if (numeric < 0)
+		return lm_error_prefix(err, "user \"%s\"", spec);
+	struct pw_query pq = { .name = numeric ? NULL : uname, .uid = uid };
+	/* "uid:gid" is complete as it stands: no file to trust or fail on. */
+	if (!(numeric && group)) {
+		if (read_account_file(rootfd, "/etc/passwd", &passwd, err) < 0)
+			goto out;
+		if (each_line(&passwd, 7, pw_match, &pq, err) < 0)
+			goto out;
+	}
+	if (!numeric && !pq.found) {
+		if (rootfd < 0)
+			lm_err(err, ENOENT, "user \"%s\" cannot be looked up: no image root filesystem given", uname);
+		else if (!passwd.text)
+			lm_err(err, ENOENT, "user \"%s\" not found: the image has no /etc/passwd", uname);
+		else
+			lm_err(err, ENOENT, "user \"%s\" not found in the image's /etc/passwd", uname);
+		goto out;
+	}
+	out->uid = pq.found ? pq.uid_found : uid;
+	out->gid = pq.found ? pq.gid_found : 0;
+
+	if (group) {
+		uint32_t gid = 0;
+		int gnum = parse_id(group, strlen(group), "gid", &gid, err);
+		if (gnum < 0) {
+			lm_error_prefix(err, "user \"%s\"", spec);
+			goto out;
+		}
+		if (gnum) {
+			out->gid = gid;
+		} else {
+			if (read_account_file(rootfd, "/etc/group", &groupf, err) < 0)
+				goto out;
+			gq.name = group;
+			if (each_line(&groupf, 4, gr_match, &gq, err) < 0)
+				goto out;
+			if (!gq.found) {
+				if (!groupf.text)
+					lm_err(err, ENOENT, "group \"%s\" not found: the image has no /etc/group", group);
+				else
+					lm_err(err, ENOENT, "group \"%s\" not found in the image's /etc/group", group);
+				goto out;
+			}
+			out->gid = gq.gid;
+		}
+	} else if (pq.found) {
+		if (read_account_file(rootfd, "/etc/group", &groupf, err) < 0)
+			goto out;
+		gq.member = pq.name_found;
+		if (each_line(&groupf, 4, gr_match, &gq, err) < 0)
+			goto out;
+		if (gq.oom) {
+			lm_err(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		out->additional_gids = steal_ptr(&gq.gids);
+		out->n_additional_gids = gq.n_gids;
+	}
+	r = 0;
+out:
+	free(gq.gids);
+	free(passwd.text);
+	free(groupf.text);
+	if (r < 0)
+		return err->code > 0 ? -err->code : -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ capabilities */
+
+static int cap_count(void)
+{
+	int n = 0;
+	while (n < 64 && lm_cap_name(n))
+		n++;
+	return n;
+}
+
+static int caps_mask(char *const *names, const char *what, uint64_t *mask, bool *all, struct lm_error *err)
+{
+	*mask = 0;
+	*all = false;
+	for (char *const *p = names; p && *p; p++) {
+		if (strcasecmp(*p, "ALL") == 0) {
+			*all = true;
+			continue;
+		}
+		int c = lm_cap_from_name(*p);
+		if (c < 0 || c >= 64)
+			return lm_err(err, EINVAL, "%s: unknown capability \"%.100s\"", what, *p);
+		*mask |= 1ull << c;
+	}
+	return 0;
+}
+
+static int set_caps(json_t *process, const struct lm_run_opts *o, struct lm_error *err)
+{
+	json_t *caps = json_object_get(process, "capabilities");
+	json_t *bounding = json_object_get(caps, "bounding");
+	uint64_t all_mask = 0, set = 0, add, drop;
+	bool add_all, drop_all;
+	int n = cap_count();
+	size_t i;
+	json_t *item;
+
+	for (int c = 0; c < n; c++)
+		all_mask |= 1ull << c;
+	json_array_foreach(bounding, i, item) {
+		int c = lm_cap_from_name(json_string_value(item));
+		if (c >= 0 && c < 64)
+			set |= 1ull << c;
+	}
+	if (caps_mask(o->cap_add, "cap_add", &add, &add_all, err) < 0 ||
+	    caps_mask(o->cap_drop, "cap_drop", &drop, &drop_all, err) < 0)
+		return -1;
+	if (o->privileged) {
+		set = all_mask;
+	} else {
+		if (add_all)
+			set = all_mask;
+		set = drop_all ? 0 : set & ~drop;
+		set |= add;
+	}
+	json_t *list = json_array();
+	if (!list)
+		return lm_err(err, ENOMEM, "out of memory");
+	for (int c = 0; c < n; c++)
+		if ((set & (1ull << c)) && json_array_append_new(list, json_string(lm_cap_name(c))) < 0) {
+			json_decref(list);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+	json_t *nc = json_pack("{s:O,s:O,s:O}", "bounding", list, "effective", list, "permitted", list);
+	json_decref(list);
+	if (!nc || json_object_set_new(process, "capabilities", nc) < 0)
+		return lm_err(err, ENOMEM, "out of memory");
+	return 0;
+}
+
+/* ------------------------------------------------------------ mounts */
+
+static size_t path_len_trimmed(const char *p)
+{
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	return n;
+}
+
+static bool same_path(const char *a, const char *b)
+{
+	size_t la = path_len_trimmed(a), lb = path_len_trimmed(b);
+	return la == lb && strncmp(a, b, la) == 0;
+}
+
+static void drop_default_mount(json_t *mounts, const char *dest)
+{
+	for (size_t i = json_array_size(mounts); i-- > 0;) {
+		const char *d = json_string_value(json_object_get(json_array_get(mounts, i), "destination"));
+		if (d && same_path(d, dest))
+			json_array_remove(mounts, i);
+	}
+}
+
+static int add_mounts(json_t *spec, const struct lm_run_opts *o, struct lm_error *err)
+{
+	json_t *mounts = json_object_get(spec, "mounts");
+	for (size_t i = 0; i < o->n_mounts; i++) {
+		const struct lm_run_mount *m = &o->mounts[i];
+		if (!m->target || m->target[0] != '/')
+			return lm_err(err, EINVAL, "mount %zu: target \"%s\" is not an absolute path", i,
+				      m->target ? m->target : "");
+		for (size_t j = 0; j < i; j++)
+			if (same_path(o->mounts[j].target, m->target))
+				return lm_err(err, EINVAL, "two mounts on %s", m->target);
+		json_t *opts = json_array();
+		json_t *entry = NULL;
+		if (m->type == LM_RUN_MOUNT_BIND) {
+			if (!m->source || m->source[0] != '/') {
+				json_decref(opts);
+				return lm_err(err, EINVAL, "mount on %s: bind source \"%s\" is not an absolute path",
+					      m->target, m->source ? m->source : "");
+			}
+			entry = json_pack("{s:s,s:s,s:s}", "destination", m->target, "type", "bind", "source", m->source);
+			json_array_append_new(opts, json_string("rbind"));
+			json_array_append_new(opts, json_string("rprivate"));
+		} else if (m->type == LM_RUN_MOUNT_TMPFS) {
+			char buf[64];
+			entry = json_pack("{s:s,s:s,s:s}", "destination", m->target, "type", "tmpfs", "source", "tmpfs");
+			json_array_append_new(opts, json_string("nosuid"));
+			json_array_append_new(opts, json_string("nodev"));
+			snprintf(buf, sizeof(buf), "mode=%o", m->tmpfs_mode ? m->tmpfs_mode & 07777 : 01777);
+			json_array_append_new(opts, json_string(buf));
+			if (m->tmpfs_size) {
+				snprintf(buf, sizeof(buf), "size=%llu", (unsigned long long)m->tmpfs_size);
+				json_array_append_new(opts, json_string(buf));
+			}
+		} else {
+			json_decref(opts);
+			return lm_err(err, EINVAL, "mount on %s: unknown mount type %d", m->target, (int)m->type);
+		}
+		if (m->readonly)
+			json_array_append_new(opts, json_string("ro"));
+		if (!entry || json_object_set_new(entry, "options", opts) < 0) {
+			json_decref(entry);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		drop_default_mount(mounts, m->target);
+		if (json_array_append_new(mounts, entry) < 0)
+			return lm_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ privileged, resources, network */
+
+static void make_privileged(json_t *spec)
+{
+	json_t *process = json_object_get(spec, "process");
+	json_t *linux_ = json_object_get(spec, "linux");
+	json_object_set_new(process, "noNewPrivileges", json_false());
+	json_object_del(linux_, "maskedPaths");
+	json_object_del(linux_, "readonlyPaths");
+	/* sysfs and cgroupfs writable. */
+	json_t *mounts = json_object_get(spec, "mounts");
+	size_t i;
+	json_t *m;
+	json_array_foreach(mounts, i, m) {
+		const char *type = json_string_value(json_object_get(m, "type"));
+		json_t *opts = json_object_get(m, "options");
+		if (!type || (strcmp(type, "sysfs") != 0 && strcmp(type, "cgroup") != 0))
+			continue;
+		for (size_t j = json_array_size(opts); j-- > 0;) {
+			const char *o = json_string_value(json_array_get(opts, j));
+			if (o && strcmp(o, "ro") == 0)
+				json_array_remove(opts, j);
+		}
+	}
+	json_t *res = json_object_get(linux_, "resources");
+	json_object_set_new(res, "devices", json_pack("[{s:b,s:s}]", "allow", 1, "access", "rwm"));
+}
+
+static int set_resources(json_t *spec, const struct lm_run_opts *o, struct lm_error *err)
+{
+	json_t *res = json_object_get(json_object_get(spec, "linux"), "resources");
+	if (o->memory < 0)
+		return lm_err(err, EINVAL, "memory limit %lld is negative", (long long)o->memory);
+	if (o->pids_limit < 0)
+		return lm_err(err, EINVAL, "pids limit %lld is negative", (long long)o->pids_limit);
+	if (!isfinite(o->cpus) || o->cpus < 0 || o->cpus > 1e6)
+		return lm_err(err, EINVAL, "cpus %g is not a number of CPUs", o->cpus);
+	if (o->memory > 0)
+		json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t)o->memory));
+	if (o->cpus > 0) {
+		long long quota = (long long)(o->cpus * CPU_PERIOD + 0.5); /* cpus >= 0; no libm */
+		/* The kernel refuses quotas under 1 ms. */
+		if (quota < 1000)
+			return lm_err(err, EINVAL, "cpus %g is below the smallest limit the kernel takes (0.01)", o->cpus);
+		json_object_set_new(res, "cpu", json_pack("{s:I,s:I}", "quota", (json_int_t)quota, "period",
+							  (json_int_t)CPU_PERIOD));
+	}
+	if (o->pids_limit > 0)
+		json_object_set_new(res, "pids", json_pack("{s:I}", "limit", (json_int_t)o->pids_limit));
+	return 0;
+}
+
+static void set_network(json_t *spec, enum lm_run_network net)
+{
+	if (net != LM_RUN_NET_HOST)
+		return;
+	json_t *ns = json_object_get(json_object_get(spec, "linux"), "namespaces");
+	for (size_t i = json_array_size(ns); i-- > 0;) {
+		const char *t = json_string_value(json_object_get(json_array_get(ns, i), "type"));
+		if (t && strcmp(t, "network") == 0)
+			json_array_remove(ns, i);
+	}
+}
+
+/* ------------------------------------------------------------ labels, ports, volumes */
+
+static int take_labels(json_t *cfg, json_t *annotations, struct lm_image_run *out, struct lm_error *err)
+{
+	json_t *labels;
+	const char *k;
+	json_t *v;
+	if (img_object(cfg, "Labels", &labels, err) < 0)
+		return -1;
+	out->labels = json_object();
+	if (!out->labels)
+		return lm_err(err, ENOMEM, "out of memory");
+	json_object_foreach(labels, k, v) {
+		if (!json_is_string(v))
+			return lm_err(err, EINVAL, "image config: config.Labels.\"%.100s\": expected a string", k);
+		if (json_object_set(out->labels, k, v) < 0 || json_object_set(annotations, k, v) < 0)
+			return lm_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* "80", "80/tcp", "53/udp", "9/sctp" → normalised "80/tcp". */
+static int port_key(const char *key, char *buf, size_t len)
+{
+	char *end;
+	if (!isdigit((unsigned char)key[0]))
+		return -1;
+	errno = 0;
+	unsigned long port = strtoul(key, &end, 10);
+	if (errno || port == 0 || port > 65535)
+		return -1;
+	const char *proto = "tcp";
+	if (*end == '/') {
+		proto = end + 1;
+		if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0)
+			return -1;
+	} else if (*end) {
+		return -1;
+	}
+	snprintf(buf, len, "%lu/%s", port, proto);
+	return 0;
+}
+
+static int take_ports(json_t *cfg, json_t *annotations, struct lm_image_run *out, struct lm_error *err)
+{
+	json_t *ports;
+	const char *k;
+	json_t *v;
+	struct strv list = { 0 };
+	if (img_object(cfg, "ExposedPorts", &ports, err) < 0)
+		return -1;
+	json_object_foreach(ports, k, v) {
+		char buf[32];
+		if (port_key(k, buf, sizeof(buf)) < 0) {
+			strv_free(&list);
+			return lm_err(err, EINVAL, "image config: config.ExposedPorts: \"%.100s\" is not PORT[/tcp|udp|sctp]",
+				      k);
+		}
+		if (strv_push(&list, buf, err) < 0) {
+			strv_free(&list);
+			return -1;
+		}
+	}
+	if (list.n) {
+		size_t len = 1;
+		for (size_t i = 0; i < list.n; i++)
+			len += strlen(list.v[i]) + 1;
+		autofree char *joined = calloc(1, len);
+		if (!joined) {
+			strv_free(&list);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < list.n; i++) {
+			if (i)
+				strcat(joined, ",");
+			strcat(joined, list.v[i]);
+		}
+		json_object_set_new(annotations, "org.opencontainers.image.exposedPorts", json_string(joined));
+	}
+	out->exposed_ports = list.v;
+	out->n_exposed_ports = list.n;
+	return 0;
+}
+
+static int take_volumes(json_t *cfg, const struct lm_run_opts *o, struct lm_image_run *out, struct lm_error *err)
+{
+	json_t *vols;
+	const char *k;
+	json_t *v;
+	struct strv list = { 0 };
+	if (img_object(cfg, "Volumes", &vols, err) < 0)
+		return -1;
+	json_object_foreach(vols, k, v) {
+		if (!*k)
+			continue;
+		char *path = NULL;
+		if (asprintf(&path, "%s%s", k[0] == '/' ? "" : "/", k) < 0) {
+			strv_free(&list);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		bool covered = false;
+		for (size_t i = 0; i < o->n_mounts && !covered; i++)
+			covered = o->mounts[i].target && same_path(o->mounts[i].target, path);
+		for (size_t i = 0; i < list.n && !covered; i++)
+			covered = same_path(list.v[i], path);
+		if (covered) {
+			free(path);
+			continue;
+		}
+		if (strv_push_owned(&list, path, err) < 0) {
+			strv_free(&list);
+			return -1;
+		}
+	}
+	out->volumes = list.v;
+	out->n_volumes = list.n;
+	return 0;
+}
+
+/* ------------------------------------------------------------ the whole config */
+
+void lm_image_run_free(struct lm_image_run *r)
+{
+	struct strv v = { r->volumes, r->n_volumes, 0 }, p = { r->exposed_ports, r->n_exposed_ports, 0 };
+	strv_free(&v);
+	strv_free(&p);
+	json_decref(r->config);
+	json_decref(r->labels);
+	memset(r, 0, sizeof(*r));
+}
+
+static int set_user(json_t *process, int rootfd, const char *user, struct lm_error *err)
+{
+	struct lm_user u;
+	if (lm_image_user_resolve(rootfd, user, &u, err) < 0)
+		return -1;
+	json_t *ju = json_pack("{s:I,s:I}", "uid", (json_int_t)u.uid, "gid", (json_int_t)u.gid);
+	json_t *gids = u.n_additional_gids ? json_array() : NULL;
+	for (size_t i = 0; gids && i < u.n_additional_gids; i++)
+		json_array_append_new(gids, json_integer(u.additional_gids[i]));
+	lm_user_free(&u);
+	if (!ju || (gids && json_object_set_new(ju, "additionalGids", gids) < 0) ||
+	    json_object_set_new(process, "user", ju) < 0) {
+		if (!ju)
+			json_decref(gids);
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static int build(json_t *spec, json_t *cfg, const struct lm_run_opts *o, int rootfd, struct lm_image_run *out,
+		 struct lm_error *err)
+{
+	json_t *process = json_object_get(spec, "process");
+	struct strv args = { 0 }, env = { 0 };
+	autofree char *hostname = NULL;
+	int r = -1;
+
+	if (build_args(cfg, o, &args, err) < 0)
+		goto out;
+	json_object_set_new(process, "args", strv_json(&args));
+
+	/* A copy: setting the field frees the default's string. */
+	hostname = strdup(o->hostname ? o->hostname : json_string_value(json_object_get(spec, "hostname")));
+	if (!hostname) {
+		lm_err(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (!*hostname || strlen(hostname) > HOSTNAME_MAX) {
+		lm_err(err, EINVAL, "hostname \"%.100s\" must be 1 to %d characters", hostname, HOSTNAME_MAX);
+		goto out;
+	}
+	json_object_set_new(spec, "hostname", json_string(hostname));
+	if (build_env(cfg, o, hostname, &env, err) < 0)
+		goto out;
+	json_object_set_new(process, "env", strv_json(&env));
+
+	const char *image_wd;
+	if (img_string(cfg, "WorkingDir", &image_wd, err) < 0)
+		goto out;
+	if (o->workdir) {
+		if (o->workdir[0] != '/') {
+			lm_err(err, EINVAL, "working directory \"%s\" is not an absolute path", o->workdir);
+			goto out;
+		}
+		json_object_set_new(process, "cwd", json_string(o->workdir));
+	} else if (image_wd && *image_wd) {
+		char *cwd = NULL;
+		if (asprintf(&cwd, "%s%s", image_wd[0] == '/' ? "" : "/", image_wd) < 0) {
+			lm_err(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		json_object_set_new(process, "cwd", json_string(cwd));
+		free(cwd);
+	} else {
+		json_object_set_new(process, "cwd", json_string("/"));
+	}
+
+	const char *image_user;
+	if (img_string(cfg, "User", &image_user, err) < 0)
+		goto out;
+	if (set_user(process, rootfd, o->user ? o->user : image_user, err) < 0)
+		goto out;
+
+	json_object_set_new(process, "terminal", json_boolean(o->tty));
+	json_object_set_new(spec, "root", json_pack("{s:s,s:b}", "path", o->rootfs ? o->rootfs : "rootfs",
+						    "readonly", o->read_only));
+	if (set_caps(process, o, err) < 0)
+		goto out;
+	if (o->privileged)
+		make_privileged(spec);
+	if (add_mounts(spec, o, err) < 0 || set_resources(spec, o, err) < 0)
+		goto out;
+	set_network(spec, o->network);
+
+	json_t *annotations = json_object();
+	if (!annotations || json_object_set_new(spec, "annotations", annotations) < 0) {
+		lm_err(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (take_labels(cfg, annotations, out, err) < 0)
+		goto out;
+	const char *stop;
+	if (img_string(cfg, "StopSignal", &stop, err) < 0)
+		goto out;
+	out->stop_signal = SIGTERM;
+	if (stop && *stop) {
+		if (lm_signal_parse(stop, &out->stop_signal) < 0) {
+			lm_err(err, EINVAL, "image config: config.StopSignal: \"%.100s\" is not a signal", stop);
+			goto out;
+		}
+		json_object_set_new(annotations, "org.opencontainers.image.stopSignal", json_string(stop));
+	}
+	if (take_ports(cfg, annotations, out, err) < 0 || take_volumes(cfg, o, out, err) < 0)
+		goto out;
+	r = 0;
+out:
+	strv_free(&args);
+	strv_free(&env);
+	return r;
+}
+
+int lm_oci_config_build(const char *image_config, size_t len, const struct lm_run_opts *opts, int rootfd,
+			struct lm_image_run *out, struct lm_error *err)
+{
+	static const struct lm_run_opts none;
+	const struct lm_run_opts *o = opts ? opts : &none;
+	memset(out, 0, sizeof(*out));
+
+	json_error_t jerr;
+	json_t *image = json_loadb(image_config ? image_config : "", image_config ? len : 0, 0, &jerr);
+	if (!image)
+		return lm_err(err, EINVAL, "image config: line %d: %s", jerr.line, jerr.text);
+	if (!json_is_object(image)) {
+		json_decref(image);
+		return lm_err(err, EINVAL, "image config: expected a JSON object");
+	}
+	json_t *cfg = json_object_get(image, "config");
+	if (cfg && !json_is_null(cfg) && !json_is_object(cfg)) {
+		json_decref(image);
+		return lm_err(err, EINVAL, "image config: config: expected an object");
+	}
+	if (json_is_null(cfg))
+		cfg = NULL;
+
+	autofd own_root = -1;
+	if (rootfd < 0 && o->rootfs && o->rootfs[0] == '/') {
+		own_root = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (own_root < 0) {
+			json_decref(image);
+			return lm_err_sys(err, "rootfs %s", o->rootfs);
+		}
+		rootfd = own_root;
+	}
+
+	json_t *spec = lm_spec_default();
+	if (!spec) {
+		json_decref(image);
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	int r = build(spec, cfg, o, rootfd, out, err);
+	json_decref(image);
+	if (r < 0) {
+		json_decref(spec);
+		lm_image_run_free(out);
+		return err->code > 0 ? -err->code : -1;
+	}
+	out->config = spec;
+	return 0;
+}
