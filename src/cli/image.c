@@ -287,6 +287,17 @@ int lm_cli_images(const struct lm_cli_global *g, int argc, char **argv)
 	return 0;
 }
 
+/* A name, or an image id (a prefix of the config digest, as docker's). */
+static int find_image(struct lm_store *store, const char *arg, struct lm_image_record *rec, struct lm_error *err)
+{
+	if (lm_store_image_get(store, arg, rec, err) == 0)
+		return 0;
+	const char *hex = strncmp(arg, "sha256:", 7) == 0 ? arg + 7 : arg;
+	if (!*hex || strspn(hex, "0123456789abcdef") != strlen(hex))
+		return -1; /* not an id: the name's "not found" stands */
+	return lm_store_image_find_by_id(store, arg, rec, err);
+}
+
 int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
 {
 	const char *prog = "lamina rmi";
@@ -301,10 +312,7 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
 	int rc = 0;
 	for (; i < argc; i++) {
 		struct lm_image_record rec = {0};
-		/* a name, or an image id (prefix of the config digest) */
-		const char *name = argv[i];
-		if (lm_store_image_get(store, name, &rec, &err) < 0 &&
-		    lm_store_image_find_by_id(store, name, &rec, &err) < 0) {
+		if (find_image(store, argv[i], &rec, &err) < 0) {
 			fail(prog, &err);
 			rc = 1;
 			continue;
@@ -358,9 +366,7 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 			return 2;
 		}
 		struct lm_image_record rec = {0};
-		if (lm_cli_open_store(g, &store, &err) < 0 ||
-		    (lm_store_image_get(store, argv[2], &rec, &err) < 0 &&
-		     lm_store_image_find_by_id(store, argv[2], &rec, &err) < 0)) {
+		if (lm_cli_open_store(g, &store, &err) < 0 || find_image(store, argv[2], &rec, &err) < 0) {
 			lm_store_close(store);
 			return fail("lamina image inspect", &err);
 		}

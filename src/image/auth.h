@@ -8,7 +8,8 @@
  * registry that only has one configured gets a clear error instead of a
  * silent anonymous pull.
  *
- * The HTTP side of the bearer-token flow lives in registry.c; this module
+ * The HTTP side of the bearer-token flow lives in registry.c (and with it
+ * lm_auth_verify, which `lamina login` calls before lm_auth_save); this module
  * parses WWW-Authenticate and token responses and keeps what was learned
  * (scheme per host, tokens per host and scope) in a thread-safe store.
  */

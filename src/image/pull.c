@@ -511,33 +511,39 @@ static void note(const struct lm_pull_opts *o, const char *fmt, ...)
 	o->progress->note(o->progress->ctx, msg);
 }
 
-static int pull_from_registry(struct lm_store *s, struct lm_registry_client *client,
-			      const struct lm_image_ref *ref, const char *name, const struct lm_pull_opts *o,
-			      struct lm_error *err)
+/* Make the image of manifest m real in the store: manifest and config blobs,
+ * every layer's snapshot, the record.  Layers come from the store's blobs
+ * when there, else from the registry (client may be NULL when every blob is
+ * local: image load). */
+static int realize_image(struct lm_store *s, struct lm_registry_client *client, const struct lm_image_ref *ref,
+			 const char *name, const struct lm_manifest *m, const struct lm_platform *platform_opt,
+			 const struct lm_pull_progress *progress, struct lm_error *err)
 {
-	struct lm_manifest m = {0};
-	struct lm_store_lease *lease = NULL;
 	char **diff_ids = NULL, **chain_ids = NULL;
 	size_t n_diff = 0;
 	char *config = NULL;
 	size_t config_len = 0;
 	int rc = -1;
 	struct lm_image_record rec = {0};
+	char **layer_digests = NULL;
 
-	if (lm_registry_get_manifest(client, ref, o->platform, &m, err) < 0)
-		goto out;
-	if (lm_store_lease_acquire(s, &lease, err) < 0)
-		goto out;
 	char stored[LM_DIGEST_SIZE];
-	if (lm_store_blob_put(s, m.bytes, m.len, stored, err) < 0)
+	if (lm_store_blob_put(s, m->bytes, m->len, stored, err) < 0)
 		goto out;
-	if (fetch_small_blob(s, client, ref, &m.config, err) < 0 ||
-	    lm_store_blob_read(s, m.config.digest, CONFIG_MAX, &config, &config_len, err) < 0 ||
+	if (!lm_store_blob_exists(s, m->config.digest)) {
+		if (!client) {
+			lm_err(err, ENOENT, "image config %s is missing", m->config.digest);
+			goto out;
+		}
+		if (fetch_small_blob(s, client, ref, &m->config, err) < 0)
+			goto out;
+	}
+	if (lm_store_blob_read(s, m->config.digest, CONFIG_MAX, &config, &config_len, err) < 0 ||
 	    lm_image_config_diff_ids(config, config_len, &diff_ids, &n_diff, err) < 0)
 		goto out;
-	if (n_diff != m.n_layers) {
-		lm_err(err, EINVAL, "image config %s lists %zu layers, the manifest %zu", m.config.digest, n_diff,
-		       m.n_layers);
+	if (n_diff != m->n_layers) {
+		lm_err(err, EINVAL, "image config %s lists %zu layers, the manifest %zu", m->config.digest, n_diff,
+		       m->n_layers);
 		goto out;
 	}
 	chain_ids = calloc(n_diff + 1, sizeof(char *));
@@ -552,22 +558,22 @@ static int pull_from_registry(struct lm_store *s, struct lm_registry_client *cli
 			goto out;
 		}
 	}
-	if (fetch_layers(s, client, ref, &m, diff_ids, chain_ids, o->progress, err) < 0)
+	if (fetch_layers(s, client, ref, m, diff_ids, chain_ids, progress, err) < 0)
 		goto out;
 
-	char **layer_digests = calloc(m.n_layers + 1, sizeof(char *));
+	layer_digests = calloc(m->n_layers + 1, sizeof(char *));
 	if (!layer_digests) {
 		lm_err(err, ENOMEM, "out of memory");
 		goto out;
 	}
 	int64_t size = 0;
-	for (size_t i = 0; i < m.n_layers; i++) {
-		layer_digests[i] = m.layers[i].digest;
-		size += m.layers[i].size;
+	for (size_t i = 0; i < m->n_layers; i++) {
+		layer_digests[i] = (char *)m->layers[i].digest;
+		size += m->layers[i].size;
 	}
 	struct lm_platform plat;
-	if (o->platform)
-		plat = *o->platform;
+	if (platform_opt)
+		plat = *platform_opt;
 	else
 		lm_platform_default(&plat);
 	char platform[128];
@@ -575,21 +581,21 @@ static int pull_from_registry(struct lm_store *s, struct lm_registry_client *cli
 		 plat.variant ? "/" : "", plat.variant ? plat.variant : "");
 	rec = (struct lm_image_record){
 		.name = (char *)name,
-		.manifest_digest = m.digest,
-		.config_digest = m.config.digest,
+		.manifest_digest = (char *)m->digest,
+		.config_digest = (char *)m->config.digest,
 		.layer_digests = layer_digests,
 		.diff_ids = diff_ids,
 		.chain_ids = chain_ids,
-		.n_layers = m.n_layers,
+		.n_layers = m->n_layers,
 		.size = size,
 		.platform = platform,
-		.index_digest = m.index_digest[0] ? m.index_digest : NULL,
+		.index_digest = m->index_digest[0] && lm_store_blob_exists(s, m->index_digest)
+					? (char *)m->index_digest
+					: NULL,
 	};
 	rc = lm_store_image_put(s, &rec, err);
-	free(layer_digests);
 out:
-	if (lease)
-		lm_store_lease_release(lease);
+	free(layer_digests);
 	for (size_t i = 0; diff_ids && i < n_diff; i++)
 		free(diff_ids[i]);
 	free(diff_ids);
@@ -597,7 +603,34 @@ out:
 		free(chain_ids[i]);
 	free(chain_ids);
 	free(config);
+	return rc;
+}
+
+static int pull_from_registry(struct lm_store *s, struct lm_registry_client *client,
+			      const struct lm_image_ref *ref, const char *name, const struct lm_pull_opts *o,
+			      struct lm_error *err)
+{
+	struct lm_manifest m = {0};
+	struct lm_store_lease *lease = NULL;
+	int rc = -1;
+	if (lm_registry_get_manifest(client, ref, o->platform, &m, err) == 0 &&
+	    lm_store_lease_acquire(s, &lease, err) == 0)
+		rc = realize_image(s, client, ref, name, &m, o->platform, o->progress, err);
+	if (lease)
+		lm_store_lease_release(lease);
 	lm_manifest_free(&m);
+	return rc;
+}
+
+int lm_image_realize_local(struct lm_store *s, const char *name, const struct lm_manifest *m,
+			   const struct lm_platform *platform, const struct lm_pull_progress *progress,
+			   struct lm_error *err)
+{
+	struct lm_store_lease *lease = NULL;
+	if (lm_store_lease_acquire(s, &lease, err) < 0)
+		return -1;
+	int rc = realize_image(s, NULL, NULL, name, m, platform, progress, err);
+	lm_store_lease_release(lease);
 	return rc;
 }
 

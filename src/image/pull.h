@@ -50,6 +50,13 @@ struct lm_pull_opts {
 int lm_image_pull(struct lm_store *s, struct lm_registry_client *client, const char *ref,
 		  const struct lm_pull_opts *opts, struct lm_image_record *out, struct lm_error *err);
 
+/* For image load: every blob of manifest m (m->bytes and m->digest set)
+ * already imported into the store; unpacks the missing snapshots and records
+ * the image as name (a normalised reference). */
+int lm_image_realize_local(struct lm_store *s, const char *name, const struct lm_manifest *m,
+			   const struct lm_platform *platform, const struct lm_pull_progress *progress,
+			   struct lm_error *err);
+
 /* The diff ids of an image config (rootfs.diff_ids), checked; *out is a
  * NULL-terminated malloc'd vector. */
 int lm_image_config_diff_ids(const char *config, size_t len, char ***out, size_t *n, struct lm_error *err);

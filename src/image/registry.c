@@ -699,10 +699,13 @@ static int perform(struct lm_registry_client *c, const struct request *rq, struc
 				      rq->limit);
 		if (rc == CURLE_OK && !(status_retryable(*status) && attempt < c->retries))
 			return 0;
-		if (rc != CURLE_OK && !(curl_retryable(rc) && attempt < c->retries))
-			return lm_err(err, curl_errno(rc), "%s %s: %s%s", rq->method, rq->url,
-				      curl_message(x, rc),
-				      attempt ? " (gave up after retries)" : "");
+		if (rc != CURLE_OK && !(curl_retryable(rc) && attempt < c->retries)) {
+			if (attempt == 0)
+				return lm_err(err, curl_errno(rc), "%s %s: %s", rq->method, rq->url,
+					      curl_message(x, rc));
+			return lm_err(err, curl_errno(rc), "%s %s: %s (gave up after %d attempts)", rq->method,
+				      rq->url, curl_message(x, rc), attempt + 1);
+		}
 		backoff_sleep(c, attempt + 1);
 	}
 }
@@ -738,17 +741,26 @@ static int fetch_token(struct lm_registry_client *c, const struct endpoint *ep, 
 {
 	if (strncasecmp(realm, "https://", 8) != 0 && strncasecmp(realm, "http://", 7) != 0)
 		return auth_failed(err, ep, "token realm \"%.200s\" is not an http(s) URL", realm);
-	autofree char *url = NULL;
-	autofree char *svc = service ? url_escape(service) : NULL;
-	autofree char *sc = scope && *scope ? url_escape(scope) : NULL;
-	autofree char *sc2 = extra_scope && *extra_scope && (!scope || strcmp(scope, extra_scope) != 0)
-				     ? url_escape(extra_scope) : NULL;
-	if (asprintf(&url, "%s%s%s%s%s%s%s%s", realm, strchr(realm, '?') ? "&" : "?",
-		     svc ? "service=" : "", svc ? svc : "", sc ? "&scope=" : "", sc ? sc : "",
-		     sc2 ? "&scope=" : "", sc2 ? sc2 : "") < 0) {
-		url = NULL;
-		return lm_err(err, ENOMEM, "out of memory");
+	/* The registry's challenge may name a scope of its own: ask for both. */
+	const char *names[] = {"service", "scope", "scope"};
+	const char *values[] = {service, scope && *scope ? scope : NULL,
+				extra_scope && *extra_scope && (!scope || strcmp(scope, extra_scope) != 0)
+					? extra_scope : NULL};
+	autofree char *url = strdup(realm);
+	char sep = strchr(realm, '?') ? '&' : '?';
+	for (size_t i = 0; url && i < 3; i++) {
+		if (!values[i])
+			continue;
+		autofree char *v = url_escape(values[i]);
+		char *next = NULL;
+		if (!v || asprintf(&next, "%s%c%s=%s", url, sep, names[i], v) < 0)
+			next = NULL;
+		free(url);
+		url = next;
+		sep = '&';
 	}
+	if (!url)
+		return lm_err(err, ENOMEM, "out of memory");
 	autofree char *basic = cred ? lm_auth_basic_header(cred) : NULL;
 	if (cred && !basic)
 		return lm_err(err, ENOMEM, "out of memory");
@@ -940,10 +952,13 @@ static int registry_request(struct lm_registry_client *c, struct endpoint *ep, c
 			continue;
 		}
 		if (r == 0 && *status == 401)
-			r = after_401(c, ep, repository, scope, x, &used, round, &extra_scope, err) < 0 ? -1 : 1;
+			r = after_401(c, ep, repository, scope, x, &used, round, &extra_scope, err);
+		else if (r == 0)
+			r = 1; /* an answer */
 		auth_used_clear(&used);
-		if (r <= 0)
-			return r;
+		if (r != 0)
+			return r < 0 ? r : 0;
+		/* 0 from after_401: try again, knowing better */
 	}
 }
 

@@ -667,6 +667,48 @@ static void blob_checks_before_any_request(void **state)
 	lm_registry_client_free(c);
 }
 
+struct thread_arg {
+	struct lm_registry_client *c;
+	int failures;
+};
+
+static void *fetch_twice(void *p)
+{
+	struct thread_arg *a = p;
+	struct lm_image_ref ref = test_ref();
+	struct lm_descriptor d = blob_desc(BLOB, sizeof(BLOB) - 1);
+	for (int i = 0; i < 2; i++) {
+		struct rec_sink r = {0};
+		struct lm_blob_sink s = sink_of(&r);
+		struct lm_error err = {0};
+		if (lm_registry_fetch_blob(a->c, &ref, &d, &s, &err) < 0 || r.commits != 1 ||
+		    r.len != sizeof(BLOB) - 1)
+			a->failures++;
+	}
+	return NULL;
+}
+
+/* One client, several threads: the shared state (auth store, DNS and TLS
+ * session caches) is locked, everything else is per call. */
+static void blob_client_shared_by_threads(void **state)
+{
+	for (int i = 0; i < 8; i++)
+		script(BLOB, sizeof(BLOB) - 1, -1, "HTTP/1.1 200 OK");
+	struct lm_registry_client *c = client(0);
+	pthread_t t[4];
+	struct thread_arg args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct thread_arg){.c = c};
+		assert_int_equal(pthread_create(&t[i], NULL, fetch_twice, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(args[i].failures, 0);
+	}
+	assert_int_equal(S.n_requests, 8);
+	lm_registry_client_free(c);
+}
+
 /* -------------------------------------------------------- manifest tests */
 
 static void manifest_over_http(void **state)
@@ -768,6 +810,7 @@ int main(void)
 		SERVED(blob_sink_failures),
 		SERVED(blob_parallel_first_failure_stops_all),
 		SERVED(blob_checks_before_any_request),
+		SERVED(blob_client_shared_by_threads),
 		SERVED(manifest_over_http),
 		SERVED(manifest_head),
 	};
