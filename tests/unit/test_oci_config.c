@@ -30,7 +30,11 @@
 
 /* The option lists are char *const * like argv, which is what the command
  * line hands over; here they are string literals. */
+#ifdef __clang__
+#pragma clang diagnostic ignored "-Wincompatible-pointer-types-discards-qualifiers"
+#else
 #pragma GCC diagnostic ignored "-Wdiscarded-qualifiers"
+#endif
 #include "runtime/spec.h"
 #include "util/fs.h"
 
