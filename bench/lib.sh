@@ -23,10 +23,10 @@ bench_minbase_image() {
 	umoci new --image "$layout:bench"
 	umoci unpack --image "$layout:bench" "$work/bundle" >/dev/null
 	cp -a "$rootfs/." "$work/bundle/rootfs/"
+	umoci repack --refresh-bundle --image "$layout:bench" "$work/bundle" >/dev/null
+	# (umoci insert would write the layer without the last file's tar padding)
+	echo "lamina benchmark image" > "$work/bundle/rootfs/etc/lamina-bench"
 	umoci repack --image "$layout:bench" "$work/bundle" >/dev/null
-	mkdir -p "$work/extra/etc"
-	echo "lamina benchmark image" > "$work/extra/etc/lamina-bench"
-	umoci insert --image "$layout:bench" "$work/extra/etc" /etc >/dev/null
 	umoci config --image "$layout:bench" --config.cmd /bin/true >/dev/null
 	rm -rf "$work"
 }
