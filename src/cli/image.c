@@ -1,6 +1,7 @@
 /* Image commands: pull, images, rmi, image prune/inspect, login/logout.
  * They work on the store directly (no agent needed); the store's own locks
  * make concurrent commands safe. */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "image/ref.h"
 #include "image/registry.h"
 #include "image/store.h"
+#include "rootfs/writable.h"
 
 static int fail(const char *prog, const struct lm_error *err)
 {
@@ -329,6 +331,43 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
 	return rc;
 }
 
+/* The chain ids of the snapshots under every container's writable layer
+ * (<root>/containers/<id>), which prune must keep whatever images say. */
+static int containers_layers(const struct lm_cli_global *g, struct strlist *keep, struct lm_error *err)
+{
+	char dir[4096], prefix[4096];
+	snprintf(dir, sizeof(dir), "%s/containers", g->root);
+	snprintf(prefix, sizeof(prefix), "%s/snapshots/", g->root);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : lm_err_sys(err, "open %s", dir);
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct lm_writable *w = NULL;
+		struct lm_error werr;
+		if (lm_writable_open(dir, de->d_name, &w, &werr) < 0)
+			continue; /* not a layer (or a broken one the sweep removes) */
+		for (size_t i = 0; i < lm_writable_n_lowers(w); i++) {
+			const char *lower = lm_writable_lower(w, i);
+			size_t pl = strlen(prefix);
+			if (strncmp(lower, prefix, pl) != 0 || strlen(lower) < pl + 64)
+				continue;
+			char *id = NULL;
+			if (asprintf(&id, "sha256:%.64s", lower + pl) < 0 || strlist_add(keep, id) < 0) {
+				free(id);
+				rc = lm_err(err, ENOMEM, "out of memory");
+				break;
+			}
+		}
+		lm_writable_free(w);
+	}
+	closedir(d);
+	return rc;
+}
+
 int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 {
 	if (argc < 2) {
@@ -350,7 +389,15 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 			return 2;
 		}
 		uint64_t freed = 0;
-		if (lm_cli_open_store(g, &store, &err) < 0 || lm_store_prune(store, &freed, &err) < 0) {
+		struct strlist keep = {0};
+		int prc = lm_cli_open_store(g, &store, &err) < 0 || containers_layers(g, &keep, &err) < 0 ||
+				  lm_store_prune_keeping(store, (const char *const *)keep.v, keep.n, &freed, &err) < 0
+			  ? -1
+			  : 0;
+		for (size_t k = 0; k < keep.n; k++)
+			free(keep.v[k]);
+		free(keep.v);
+		if (prc < 0) {
 			lm_store_close(store);
 			return fail("lamina image prune", &err);
 		}

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int strlist_add(struct strlist *l, char *s)
+int strlist_add(struct strlist *l, char *s)
 {
 	char **nv = realloc(l->v, (l->n + 2) * sizeof(char *));
 	if (!nv)

@@ -20,6 +20,9 @@ struct strlist {
 	size_t n;
 };
 
+/* Append s (not copied); -1 when out of memory. */
+int strlist_add(struct strlist *l, char *s);
+
 /* Parse options from argv[*i] on, stopping at the first positional argument
  * or "--".  Errors are printed as "<prog>: ..."; returns 0 or -1. */
 int parse_opts(int argc, char **argv, int *i, const struct opt *opts, const char *prog);

@@ -145,6 +145,7 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 	size_t n_mounts = 0;
 	struct lm_store *store = NULL;
 	struct lm_registry_client *client = NULL;
+	struct lm_store_lease *lease = NULL;
 	struct lm_image_record rec = {0};
 	struct lm_writable *w = NULL;
 	struct lm_image_run run = {0};
@@ -263,7 +264,7 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 		plat = (struct lm_platform){platbuf, a, v};
 		po.platform = &plat;
 	}
-	if (lm_cli_open_store(g, &store, &err) < 0)
+	if (lm_cli_open_store(g, &store, &err) < 0 || lm_store_lease_acquire(store, &lease, &err) < 0)
 		goto fail;
 	if (po.policy != LM_PULL_NEVER && lm_cli_registry_client(g, NULL, &client, &err) < 0)
 		goto fail;
@@ -284,6 +285,9 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 	free(lowers);
 	if (wrc < 0)
 		goto fail;
+	/* from here on prune sees the container's layer and keeps its snapshots */
+	lm_store_lease_release(lease);
+	lease = NULL;
 
 	/* the config, from the image config and the options */
 	if (lm_store_blob_read(store, rec.config_digest, 8u << 20, &config_text, &config_len, &err) < 0 ||
@@ -338,6 +342,8 @@ out:
 	lm_image_run_free(&run);
 	lm_image_record_free(&rec);
 	lm_registry_client_free(client);
+	if (lease)
+		lm_store_lease_release(lease);
 	lm_store_close(store);
 	for (size_t k = 0; mounts && k < volumes.n; k++)
 		free((char *)mounts[k].source);

@@ -1325,6 +1325,12 @@ static void prune_index_temps(struct lm_store *s)
 
 int lm_store_prune(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *err)
 {
+	return lm_store_prune_keeping(s, NULL, 0, freed_bytes, err);
+}
+
+int lm_store_prune_keeping(struct lm_store *s, const char *const *keep_chain_ids, size_t n_keep,
+			   uint64_t *freed_bytes, struct lm_error *err)
+{
 	if (freed_bytes)
 		*freed_bytes = 0;
 	autofd gc = lock_file(s, GC_LOCK, LOCK_EX | LOCK_NB, err);
@@ -1343,7 +1349,8 @@ int lm_store_prune(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *e
 		return lm_error_prefix(err, "prune");
 
 	struct keep_set blobs = { 0 }, snaps = { 0 };
-	size_t cap = 0;
+	struct lm_error e_keep;
+	size_t cap = n_keep;
 	for (size_t i = 0; i < n; i++)
 		cap += 3 + recs[i].n_layers;
 	blobs.v = calloc(cap ? cap : 1, sizeof(char *));
@@ -1365,6 +1372,9 @@ int lm_store_prune(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *e
 			snaps.v[snaps.n++] = lm_digest_hex(r->chain_ids[l]);
 		}
 	}
+	for (size_t i = 0; i < n_keep; i++)
+		if (lm_digest_validate(keep_chain_ids[i], &e_keep) == 0)
+			snaps.v[snaps.n++] = lm_digest_hex(keep_chain_ids[i]);
 	qsort(blobs.v, blobs.n, sizeof(*blobs.v), cmp_str);
 	qsort(snaps.v, snaps.n, sizeof(*snaps.v), cmp_str);
 

@@ -159,5 +159,9 @@ void lm_image_record_list_free(struct lm_image_record *recs, size_t n);
  * images are kept), and stale tmp entries.  EBUSY while a lease is held.
  * freed_bytes (may be NULL): apparent size of what was removed. */
 int lm_store_prune(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *err);
+/* The same, also keeping the snapshots named by keep_chain_ids (the layers
+ * of containers that exist right now). */
+int lm_store_prune_keeping(struct lm_store *s, const char *const *keep_chain_ids, size_t n_keep,
+			   uint64_t *freed_bytes, struct lm_error *err);
 /* Removes tmp entries whose builder is gone (crashed or killed). */
 int lm_store_gc_tmp(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *err);

@@ -479,3 +479,29 @@ def test_run_errors(lamina, registry):
     assert p.returncode == 2 and "agent" in p.stderr
     p = lamina("run", "--rm", "--memory", "lots", ref)
     assert p.returncode == 2 and "--memory" in p.stderr
+
+
+def test_prune_keeps_layers_of_running_containers(lamina, registry):
+    """An image removed while a container of it runs: prune keeps the snapshots
+    under the container's writable layer, and frees them once it is gone."""
+    import time
+    ref = f"{registry.host}/test/app:1"
+    lamina("pull", ref, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
+    env["HOME"] = str(lamina.home)
+    running = subprocess.Popen([str(LAMINA), "--root", str(lamina.root), "--state", str(lamina.state),
+                                "run", "--rm", "--entrypoint", "", ref, "/bin/sleep", "3"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (lamina.root / "containers").exists() or not os.listdir(lamina.root / "containers"):
+            assert time.monotonic() < deadline, "the container did not start"
+            time.sleep(0.05)
+        lamina("rmi", ref, check=True)
+        lamina("image", "prune", check=True)
+        assert len(lamina.snapshots()) == 1  # still under the running container
+    finally:
+        out, errs = running.communicate(timeout=30)
+    assert running.returncode == 0, errs
+    lamina("image", "prune", check=True)
+    assert lamina.snapshots() == []
