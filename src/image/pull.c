@@ -528,7 +528,8 @@ static int realize_image(struct lm_store *s, struct lm_registry_client *client, 
 	char **layer_digests = NULL;
 
 	char stored[LM_DIGEST_SIZE];
-	if (lm_store_blob_put(s, m->bytes, m->len, stored, err) < 0)
+	if (lm_store_blob_put(s, m->bytes, m->len, stored, err) < 0 ||
+	    (m->index_bytes && lm_store_blob_put(s, m->index_bytes, m->index_len, stored, err) < 0))
 		goto out;
 	if (!lm_store_blob_exists(s, m->config.digest)) {
 		if (!client) {

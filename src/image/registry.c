@@ -977,6 +977,7 @@ void lm_descriptor_free(struct lm_descriptor *d)
 void lm_manifest_free(struct lm_manifest *m)
 {
 	free(m->bytes);
+	free(m->index_bytes);
 	free(m->media_type);
 	lm_descriptor_free(&m->config);
 	for (size_t i = 0; i < m->n_layers; i++)
@@ -1419,6 +1420,8 @@ static int get_manifest_at(struct lm_registry_client *c, struct endpoint *ep,
 		return err_ret(err);
 	struct fetched chosen = top;
 	char index_digest[LM_DIGEST_SIZE] = "";
+	char *index_bytes = NULL;
+	size_t index_len = 0;
 	if (is_index_type(top.media_type)) {
 		struct lm_descriptor d;
 		if (lm_index_select(top.bytes, top.len, platform, &d, err) < 0) {
@@ -1426,11 +1429,17 @@ static int get_manifest_at(struct lm_registry_client *c, struct endpoint *ep,
 			return err_ret(err);
 		}
 		snprintf(index_digest, sizeof(index_digest), "%s", top.digest);
+		/* the index is kept with the result: the store records where the
+		 * platform's manifest came from */
+		index_bytes = top.bytes;
+		index_len = top.len;
+		top.bytes = NULL;
 		fetched_free(&top);
 		int r = fetch_manifest(c, ep, ref->repository, d.digest, d.digest, &chosen, err);
 		if (r < 0) {
 			lm_error_prefix(err, "manifest %s (from index %s)", d.digest, index_digest);
 			lm_descriptor_free(&d);
+			free(index_bytes);
 			return err_ret(err);
 		}
 		if ((int64_t)chosen.len != d.size) {
@@ -1438,18 +1447,23 @@ static int get_manifest_at(struct lm_registry_client *c, struct endpoint *ep,
 			       d.size, chosen.len);
 			lm_descriptor_free(&d);
 			fetched_free(&chosen);
+			free(index_bytes);
 			return err_ret(err);
 		}
 		lm_descriptor_free(&d);
 		if (is_index_type(chosen.media_type)) {
 			fetched_free(&chosen);
+			free(index_bytes);
 			return lm_err(err, ENOTSUP, "nested indexes are not supported");
 		}
 	}
 	if (lm_manifest_parse(chosen.bytes, chosen.len, chosen.media_type, out, err) < 0) {
 		fetched_free(&chosen);
+		free(index_bytes);
 		return err_ret(err);
 	}
+	out->index_bytes = index_bytes;
+	out->index_len = index_len;
 	out->bytes = chosen.bytes;
 	out->len = chosen.len;
 	memcpy(out->digest, chosen.digest, sizeof(out->digest));

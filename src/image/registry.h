@@ -88,6 +88,8 @@ struct lm_manifest {
 	char digest[LM_DIGEST_SIZE];    /* sha256 of bytes */
 	char *media_type;               /* LM_MEDIA_OCI_MANIFEST or LM_MEDIA_DOCKER_MANIFEST */
 	char index_digest[LM_DIGEST_SIZE]; /* the index/list it was selected from, or "" */
+	char *index_bytes;              /* that index as served (verified), or NULL */
+	size_t index_len;
 	struct lm_descriptor config;
 	struct lm_descriptor *layers;
 	size_t n_layers;

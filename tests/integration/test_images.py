@@ -271,6 +271,10 @@ def test_pull_platform_from_index(lamina, registry, images):
     [img] = lamina.images()
     assert img["manifest"] == images["multi"]["platforms"]["linux/amd64"]
     assert img["platform"] == "linux/amd64"
+    assert img["index"] == images["multi"]["index"]
+    # up to date: "newer" asks the registry and keeps what it has
+    p = lamina("pull", "--policy", "newer", f"{registry.host}/test/multi:1", check=True)
+    assert "layer 1/" not in p.stdout
 
 
 def test_pull_other_platform(lamina, registry, images):
