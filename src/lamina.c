@@ -17,6 +17,7 @@ static void usage(FILE *out)
 		"  images              list images\n"
 		"  rmi IMAGE...        remove images (their data goes with `image prune`)\n"
 		"  image prune|inspect remove unreferenced data; show an image\n"
+		"  image load PATH     load an OCI layout, OCI archive or docker save tarball\n"
 		"  login REGISTRY      store credentials for a registry\n"
 		"Containers:\n"
 		"  run --rm IMAGE [CMD...]  run a container from an image in the foreground\n"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/load.h"
 #include "cli/opts.h"
 #include "image/auth.h"
 #include "image/pull.h"
@@ -371,7 +372,7 @@ static int containers_layers(const struct lm_cli_global *g, struct strlist *keep
 int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: lamina image prune|inspect|ls|rm|pull ...\n");
+		fprintf(stderr, "usage: lamina image prune|inspect|load|ls|rm|pull ...\n");
 		return 2;
 	}
 	const char *sub = argv[1];
@@ -381,6 +382,8 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 		return lm_cli_rmi(g, argc - 1, argv + 1);
 	if (strcmp(sub, "pull") == 0)
 		return lm_cli_pull(g, argc - 1, argv + 1);
+	if (strcmp(sub, "load") == 0)
+		return lm_cli_load(g, argc - 1, argv + 1);
 	struct lm_error err = {0};
 	struct lm_store *store = NULL;
 	if (strcmp(sub, "prune") == 0) {
