@@ -1,6 +1,8 @@
 /* Front-end commands.  Each returns the process exit code. */
 #pragma once
 
+#include <stddef.h>
+
 struct lm_error;
 struct lm_store;
 struct lm_registry_client;
@@ -18,6 +20,10 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_login(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv);
+
+struct lm_platform;
+/* "os/arch[/variant]" into p, whose strings point into buf. */
+int lm_cli_parse_platform(const char *s, char *buf, size_t len, struct lm_platform *p, struct lm_error *err);
 
 int lm_cli_open_store(const struct lm_cli_global *g, struct lm_store **s, struct lm_error *err);
 /* insecure_registry: one registry allowed without TLS verification, or NULL. */

@@ -122,7 +122,7 @@ static void progress_free(struct progress_view *v)
 	free(v->lines);
 }
 
-static int parse_platform(const char *s, char *buf, size_t len, struct lm_platform *p, struct lm_error *err)
+int lm_cli_parse_platform(const char *s, char *buf, size_t len, struct lm_platform *p, struct lm_error *err)
 {
 	snprintf(buf, len, "%s", s);
 	char *os = buf, *arch = strchr(os, '/');
@@ -172,7 +172,7 @@ int lm_cli_pull(const struct lm_cli_global *g, int argc, char **argv)
 	struct lm_platform plat;
 	char platbuf[128];
 	if (lm_pull_policy_parse(policy_s, &po.policy, &err) < 0 ||
-	    (platform_s && parse_platform(platform_s, platbuf, sizeof(platbuf), &plat, &err) < 0))
+	    (platform_s && lm_cli_parse_platform(platform_s, platbuf, sizeof(platbuf), &plat, &err) < 0))
 		return fail(prog, &err);
 	if (platform_s)
 		po.platform = &plat;

@@ -14,22 +14,6 @@
 #include "image/load.h"
 #include "image/store.h"
 
-static int parse_platform(const char *s, char *buf, size_t len, struct lm_platform *p, struct lm_error *err)
-{
-	snprintf(buf, len, "%s", s);
-	char *os = buf, *arch = strchr(os, '/');
-	if (!arch || arch == os || !arch[1])
-		return lm_err(err, EINVAL, "--platform %s: expected os/arch[/variant]", s);
-	*arch++ = '\0';
-	char *variant = strchr(arch, '/');
-	if (variant)
-		*variant++ = '\0';
-	p->os = os;
-	p->arch = arch;
-	p->variant = variant && *variant ? variant : NULL;
-	return 0;
-}
-
 static void on_layer(void *ctx, size_t index, size_t n_layers, const char *digest, enum lm_layer_phase phase,
 		     int64_t done, int64_t size)
 {
@@ -64,7 +48,7 @@ int lm_cli_load(const struct lm_cli_global *g, int argc, char **argv)
 	struct lm_pull_progress progress = {.layer = on_layer};
 	struct lm_load_opts lo = {.name = name, .progress = quiet ? NULL : &progress};
 	if (platform_s) {
-		if (parse_platform(platform_s, platbuf, sizeof(platbuf), &plat, &err) < 0) {
+		if (lm_cli_parse_platform(platform_s, platbuf, sizeof(platbuf), &plat, &err) < 0) {
 			fprintf(stderr, "%s: %s\n", prog, err.msg);
 			return 2;
 		}

@@ -251,17 +251,8 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 	if (lm_pull_policy_parse(pull, &po.policy, &err) < 0)
 		goto fail;
 	if (platform) {
-		snprintf(platbuf, sizeof(platbuf), "%s", platform);
-		char *a = strchr(platbuf, '/');
-		if (!a) {
-			lm_err(&err, EINVAL, "--platform %s: expected os/arch[/variant]", platform);
+		if (lm_cli_parse_platform(platform, platbuf, sizeof(platbuf), &plat, &err) < 0)
 			goto fail;
-		}
-		*a++ = '\0';
-		char *v = strchr(a, '/');
-		if (v)
-			*v++ = '\0';
-		plat = (struct lm_platform){platbuf, a, v};
 		po.platform = &plat;
 	}
 	if (lm_cli_open_store(g, &store, &err) < 0 || lm_store_lease_acquire(store, &lease, &err) < 0)
