@@ -3,6 +3,7 @@
  * make concurrent commands safe. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include "image/registry.h"
 #include "image/store.h"
 #include "rootfs/writable.h"
+#include "runtime/container.h"
+#include "util/fs.h"
 
 static int fail(const char *prog, const struct lm_error *err)
 {
@@ -332,6 +335,43 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
 	return rc;
 }
 
+/* Sweep callback: a container whose runtime state says it still exists
+ * (creating, created, running) keeps its writable layer; one that stopped
+ * without its runner cleaning up (a killed `lamina run`) has its runtime
+ * state deleted, and the sweep removes its layer. */
+static bool container_alive(const char *id, void *ctx)
+{
+	const struct lm_cli_global *g = ctx;
+	char oci_root[4096], bundles[4096];
+	snprintf(oci_root, sizeof(oci_root), "%s/oci", g->state);
+	snprintf(bundles, sizeof(bundles), "%s/bundles", g->state);
+	struct lm_error err;
+	json_t *st = NULL;
+	if (lm_container_state(oci_root, id, &st, &err) < 0)
+		return false;
+	const char *status = json_string_value(json_object_get(st, "status"));
+	bool alive = status && strcmp(status, "stopped") != 0;
+	json_decref(st);
+	if (!alive) {
+		lm_container_delete(oci_root, id, false, &err);
+		int bfd = open(bundles, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (bfd >= 0) {
+			lm_rm_rf_at(bfd, id, &err);
+			close(bfd);
+		}
+	}
+	return alive;
+}
+
+static int sweep_containers(const struct lm_cli_global *g, size_t *removed, struct lm_error *err)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/containers", g->root);
+	if (access(dir, F_OK) < 0)
+		return 0;
+	return lm_writable_sweep(dir, container_alive, (void *)g, removed, err);
+}
+
 /* The chain ids of the snapshots under every container's writable layer
  * (<root>/containers/<id>), which prune must keep whatever images say. */
 static int containers_layers(const struct lm_cli_global *g, struct strlist *keep, struct lm_error *err)
@@ -392,8 +432,10 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 			return 2;
 		}
 		uint64_t freed = 0;
+		size_t swept = 0;
 		struct strlist keep = {0};
-		int prc = lm_cli_open_store(g, &store, &err) < 0 || containers_layers(g, &keep, &err) < 0 ||
+		int prc = lm_cli_open_store(g, &store, &err) < 0 || sweep_containers(g, &swept, &err) < 0 ||
+				  containers_layers(g, &keep, &err) < 0 ||
 				  lm_store_prune_keeping(store, (const char *const *)keep.v, keep.n, &freed, &err) < 0
 			  ? -1
 			  : 0;
@@ -406,6 +448,8 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 		}
 		char h[32];
 		human(h, sizeof(h), (int64_t)freed);
+		if (swept)
+			printf("Removed %zu writable layer%s of containers that are gone\n", swept, swept == 1 ? "" : "s");
 		printf("Total reclaimed space: %s\n", h);
 		lm_store_close(store);
 		return 0;

@@ -509,3 +509,31 @@ def test_prune_keeps_layers_of_running_containers(lamina, registry):
     assert running.returncode == 0, errs
     lamina("image", "prune", check=True)
     assert lamina.snapshots() == []
+
+
+def test_prune_sweeps_layers_of_killed_runs(lamina, registry):
+    """lamina run killed with SIGKILL leaves its container running on; once the
+    container is gone, image prune removes its writable layer, bundle and
+    runtime state (never while it still runs)."""
+    import signal
+    import time
+    ref = f"{registry.host}/test/app:1"
+    lamina("pull", ref, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
+    env["HOME"] = str(lamina.home)
+    runner = subprocess.Popen([str(LAMINA), "--root", str(lamina.root), "--state", str(lamina.state),
+                               "run", "--rm", "--entrypoint", "", ref, "/bin/sleep", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not list((lamina.state / "oci").glob("*/state.json")) if (lamina.state / "oci").exists() else True:
+        assert time.monotonic() < deadline, "the container did not start"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    p = lamina("image", "prune", check=True)
+    assert "writable layer" not in p.stdout  # still running: kept
+    assert os.listdir(lamina.root / "containers")
+    time.sleep(2.5)
+    p = lamina("image", "prune", check=True)
+    assert "Removed 1 writable layer" in p.stdout
