@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -341,7 +343,7 @@ static int join_jobs(struct layer_job *jobs, size_t n, struct lm_error *err)
 /* Download (or read from the store) and unpack every layer whose snapshot
  * is missing. */
 static int fetch_layers(struct lm_store *s, struct lm_registry_client *client, const struct lm_image_ref *ref,
-			const struct lm_manifest *m, char **diff_ids, char **chain_ids,
+			const struct lm_manifest *m, char **diff_ids, char **chain_ids, const bool *skip,
 			const struct lm_pull_progress *progress, struct lm_error *err)
 {
 	size_t n = m->n_layers;
@@ -370,6 +372,8 @@ static int fetch_layers(struct lm_store *s, struct lm_registry_client *client, c
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct layer_job *job = &jobs[i];
+		if (skip && skip[i])
+			continue;
 		if (lm_store_snapshot_exists(s, job->chain_id)) {
 			report(job, LM_LAYER_CACHED, true);
 			continue;
@@ -440,6 +444,87 @@ out:
 	free(descs);
 	free(sinks);
 	free(fetch_index);
+	return rc;
+}
+
+/* --- one download per layer, across processes --- */
+
+/* An exclusive flock on <root>/locks/<chain hex>: whoever holds it is making
+ * that snapshot.  A second puller of the same layer waits for the first and
+ * then finds the snapshot there, instead of downloading it again. */
+static int layer_lock(struct lm_store *s, const char *chain_id, bool wait, bool *busy, struct lm_error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/locks", lm_store_root(s));
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return lm_err_sys(err, "mkdir %s", path);
+	snprintf(path, sizeof(path), "%s/locks/%s", lm_store_root(s), lm_digest_hex(chain_id));
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return lm_err_sys(err, "open %s", path);
+	int r;
+	do
+		r = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		close(fd);
+		if (errno == EWOULDBLOCK) {
+			*busy = true;
+			return -1;
+		}
+		return lm_err_sys(err, "lock %s", path);
+	}
+	*busy = false;
+	return fd;
+}
+
+static int fetch_layers_shared(struct lm_store *s, struct lm_registry_client *client,
+			       const struct lm_image_ref *ref, const struct lm_manifest *m, char **diff_ids,
+			       char **chain_ids, const struct lm_pull_progress *progress, struct lm_error *err)
+{
+	size_t n = m->n_layers;
+	int *locks = calloc(n ? n : 1, sizeof(int));
+	bool *others = calloc(n ? n : 1, sizeof(bool));
+	int rc = -1;
+	if (!locks || !others) {
+		lm_err(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		locks[i] = -1;
+	/* first round: every layer nobody else is making */
+	for (size_t i = 0; i < n; i++) {
+		if (lm_store_snapshot_exists(s, chain_ids[i]))
+			continue;
+		bool busy = false;
+		locks[i] = layer_lock(s, chain_ids[i], false, &busy, err);
+		if (locks[i] < 0 && !busy)
+			goto out;
+		others[i] = busy;
+	}
+	if (fetch_layers(s, client, ref, m, diff_ids, chain_ids, others, progress, err) < 0)
+		goto out;
+	/* second round: wait for the other pullers, then do what they did not */
+	bool again = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!others[i])
+			continue;
+		bool busy = false;
+		locks[i] = layer_lock(s, chain_ids[i], true, &busy, err);
+		if (locks[i] < 0)
+			goto out;
+		others[i] = false;
+		again = true;
+	}
+	if (again && fetch_layers(s, client, ref, m, diff_ids, chain_ids, NULL, progress, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	for (size_t i = 0; locks && i < n; i++)
+		if (locks[i] >= 0)
+			close(locks[i]);
+	free(locks);
+	free(others);
 	return rc;
 }
 
@@ -559,7 +644,7 @@ static int realize_image(struct lm_store *s, struct lm_registry_client *client, 
 			goto out;
 		}
 	}
-	if (fetch_layers(s, client, ref, m, diff_ids, chain_ids, progress, err) < 0)
+	if (fetch_layers_shared(s, client, ref, m, diff_ids, chain_ids, progress, err) < 0)
 		goto out;
 
 	layer_digests = calloc(m->n_layers + 1, sizeof(char *));

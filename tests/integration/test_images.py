@@ -537,3 +537,26 @@ def test_prune_sweeps_layers_of_killed_runs(lamina, registry):
     time.sleep(2.5)
     p = lamina("image", "prune", check=True)
     assert "Removed 1 writable layer" in p.stdout
+
+
+def test_concurrent_pulls_share_one_download(lamina, registry, images):
+    """Two pulls of the same image at once: each layer is downloaded and
+    unpacked once; the second pull waits for the first and uses its work."""
+    proxy = reg.Proxy(registry.port)
+    proxy.blob_delay = 0.3  # keep the first pull busy while the second starts
+    try:
+        ref = f"{proxy.host}/test/three:1"
+        env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
+        env["HOME"] = str(lamina.home)
+        cmd = [str(LAMINA), "--root", str(lamina.root), "--state", str(lamina.state), "pull", ref]
+        pulls = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        for p in pulls:
+            out, errs = p.communicate(timeout=60)
+            assert p.returncode == 0, errs
+        layer_gets = [r for r in proxy.blob_requests() if r[0] == "GET"
+                      and any(d[7:] in r[1] for d in images["three"]["layers"])]
+        assert len(layer_gets) == len(images["three"]["layers"]), [r[1] for r in layer_gets]
+    finally:
+        proxy.stop()
+    assert len(lamina.images()) == 1 and len(lamina.snapshots()) == 3
