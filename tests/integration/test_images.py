@@ -129,6 +129,10 @@ def tar_bytes(entries):
                 info.type = tarfile.SYMTYPE
                 info.linkname = payload
                 t.addfile(info)
+            elif kind == "hardlink":
+                info.type = tarfile.LNKTYPE
+                info.linkname = payload
+                t.addfile(info)
     return buf.getvalue()
 
 
@@ -177,6 +181,15 @@ def images(tmp_path_factory):
     (layout / "index.json").write_text(json.dumps(index))
     imgs["multi"] = {"index": idx["digest"], "platforms": platforms}
 
+    # whiteouts and hard links across layers
+    lower = tar_bytes([("etc", "dir", None), ("etc/gone", "file", b"old"), ("etc/kept", "file", b"kept"),
+                       ("opaque", "dir", None), ("opaque/old1", "file", b"1"), ("opaque/old2", "file", b"2")])
+    upper = tar_bytes([("etc", "dir", None), ("etc/.wh.gone", "file", b""),
+                       ("opaque", "dir", None), ("opaque/.wh..wh..opq", "file", b""),
+                       ("opaque/new", "file", b"new"), ("opaque/link", "hardlink", "opaque/new"),
+                       ("etc/gone-again", "file", b"re-added")])
+    imgs["wh"] = add_image(layout, "wh", [base, lower, upper])
+
     rootfs = work / "app-rootfs"
     make_rootfs(rootfs)
     (rootfs / "srv").mkdir()
@@ -205,7 +218,7 @@ def registry(tmp_path_factory, images):
     r = reg.Registry(tmp_path_factory.mktemp("registry"), tmp_path_factory.mktemp("storage")).start()
     layout = images["layout"]
     try:
-        for tag in ("one", "three", "app", "escape-dotdot", "escape-symlink", "bad-diffid"):
+        for tag in ("one", "three", "app", "wh", "escape-dotdot", "escape-symlink", "bad-diffid"):
             reg.push(layout, tag, f"{r.host}/test/{tag}:1")
         reg.push(layout, "multi", f"{r.host}/test/multi:1", all_platforms=True)
         yield r
@@ -560,3 +573,14 @@ def test_concurrent_pulls_share_one_download(lamina, registry, images):
     finally:
         proxy.stop()
     assert len(lamina.images()) == 1 and len(lamina.snapshots()) == 3
+
+
+def test_whiteouts_and_hard_links_in_the_container(lamina, registry):
+    """Layers with a whiteout, an opaque directory and a hard link, pulled
+    and run: the container sees the merged result a user expects."""
+    ref = f"{registry.host}/test/wh:1"
+    script = ("test ! -e /etc/gone && cat /etc/kept && echo && ls /opaque | tr '\\n' ' ' && "
+              "stat -c %h /opaque/new && cat /etc/gone-again")
+    p = lamina("run", "--rm", ref, "/bin/busybox", "sh", "-c", script)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["kept", "link", "new", "2", "re-added"]
