@@ -703,6 +703,11 @@ static int destroy_container(const char *root, const struct lm_state *st, struct
 	struct lm_cgroup cg;
 	int ret = 0;
 	if (lm_cgroup_open(&cg, st->cgroup_path, err) == 0) {
+		/* A stopped container can still have processes in its cgroup: ones
+		 * that outlived init (no pid namespace), or the half-made process of
+		 * a create that died. */
+		struct lm_error ignored;
+		lm_cgroup_kill_all(&cg, SIGKILL, &ignored);
 		ret = lm_cgroup_destroy(&cg, err);
 		lm_cgroup_free(&cg);
 	}

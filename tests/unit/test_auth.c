@@ -24,12 +24,7 @@
 #include <unistd.h>
 
 #include "image/auth.h"
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 /* ------------------------------------------------------------ challenges */
 
@@ -271,31 +266,14 @@ static void basic_header(void **state)
 
 static char tmpdir[64];
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup_tmp(void **state)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lm-auth-XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tu_mkdtemp(tmpdir, sizeof(tmpdir), "auth");
 }
 
 static int teardown_tmp(void **state)
 {
-	return nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	static char buf[8192];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	return tu_rm_tree(tmpdir, 0);
 }
 
 static void save_and_lookup(void **state)
@@ -361,7 +339,7 @@ static void save_keeps_other_keys(void **state)
 	struct lm_error err = {0};
 	assert_int_equal(lm_auth_save(file, "127.0.0.1:5000", "alice", "pw", &err), 0);
 	assert_int_equal(lm_auth_save(file, "docker.io", "hub", "hub", &err), 0);
-	const char *text = slurp(file);
+	const char *text = tu_file_content(file);
 	assert_contains(text, "\"HttpHeaders\"");
 	assert_contains(text, "\"gcloud\"");
 	assert_contains(text, "\"https://index.docker.io/v1/\"");
@@ -385,7 +363,7 @@ static void save_keeps_other_keys(void **state)
 	fclose(f);
 	assert_true(lm_auth_save(file, "h", "u", "p", &err) < 0);
 	assert_contains(err.msg, "not overwriting");
-	assert_string_equal(slurp(file), "[1,2]");
+	assert_string_equal(tu_file_content(file), "[1,2]");
 	assert_true(lm_auth_save(file, "h", "u:x", "p", &err) < 0);
 	assert_contains(err.msg, "invalid user name");
 }

@@ -34,18 +34,12 @@
 #include <cmocka.h>
 
 #include "runtime/cgroup.h"
+#include "testutil.h"
 
 static char base[64];    /* "/lamina-test-<pid>" */
 static char rb_base[64]; /* "/lamina-test-<pid>-rb", for rollback tests */
 
 /* ---------------------------------------------------------------- helpers */
-
-/* snprintf that fails the test instead of truncating a path. */
-#define FMT(buf, ...)                                                          \
-	do {                                                                   \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);         \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));        \
-	} while (0)
 
 /* Mount point of the v1 hierarchy holding `controller`, or of cgroup2 when
  * controller is NULL; read from mountinfo so the tests do not trust the
@@ -1009,14 +1003,6 @@ static void test_v2_missing_controller(void **state)
 	assert_non_null(strstr(err.msg, "realtime"));
 }
 
-static void write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-}
-
 static void expect_text(const char *dir, const char *file, const char *want)
 {
 	char path[PATH_MAX], got[256];
@@ -1032,7 +1018,7 @@ static void fake_dir(const char *dir, const char *const *files)
 	for (size_t i = 0; files[i]; i += 2) {
 		char path[PATH_MAX];
 		FMT(path, "%s/%s", dir, files[i]);
-		write_text(path, files[i + 1]);
+		tu_put_file(path, files[i + 1]);
 	}
 }
 

@@ -33,18 +33,7 @@
 #include <unistd.h>
 
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -63,39 +52,12 @@ static bool have_mount_ns; /* main() moved us into a private mount namespace */
 static char problems[8192];
 static bool fallback_mode;
 
-static void mkdirs(const char *path)
-{
-	char buf[PATH_MAX];
-	FMT(buf, "%s", path);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			fail_msg("mkdir %s: %s", buf, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-		fail_msg("mkdir %s: %s", buf, strerror(errno));
-}
-
 /* Write a host file (parents created), by plain path: test scaffolding. */
 static void put_host(const char *path, const char *content, mode_t mode)
 {
-	char parent[PATH_MAX];
-	FMT(parent, "%s", path);
-	char *slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		mkdirs(parent);
-	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		fail_msg("create %s: %s", path, strerror(errno));
-	size_t len = strlen(content);
-	assert_int_equal(write(fd, content, len), (ssize_t)len);
-	assert_int_equal(fchmod(fd, mode), 0);
-	close(fd);
+	tu_mkparents(path);
+	tu_write_file(path, content, strlen(content), mode);
+	assert_int_equal(chmod(path, mode), 0); /* whatever the umask */
 }
 
 /* root-relative helpers */
@@ -116,7 +78,7 @@ static void mkdir_root(const char *rel)
 {
 	char p[PATH_MAX];
 	in_root(p, sizeof(p), rel);
-	mkdirs(p);
+	tu_mkdirs(p);
 }
 
 static void symlink_root(const char *target, const char *rel)
@@ -127,38 +89,11 @@ static void symlink_root(const char *target, const char *rel)
 		fail_msg("symlink %s -> %s: %s", p, target, strerror(errno));
 }
 
-static bool exists(const char *path)
-{
-	struct stat st;
-	return lstat(path, &st) == 0;
-}
-
 static bool exists_root(const char *rel)
 {
 	char p[PATH_MAX];
 	in_root(p, sizeof(p), rel);
-	return exists(p);
-}
-
-/* Read all of fd from offset 0 into a static buffer. */
-static const char *fd_content(int fd)
-{
-	static char buf[65536];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-	if (n < 0)
-		fail_msg("pread: %s", strerror(errno));
-	buf[n] = '\0';
-	return buf;
-}
-
-static const char *host_content(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	const char *s = fd_content(fd);
-	close(fd);
-	return s;
+	return tu_exists(p);
 }
 
 static void assert_same_inode(int fd, const char *path)
@@ -234,17 +169,6 @@ static char *snapshot(const char *dir)
 	return out;
 }
 
-static int rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -252,8 +176,7 @@ static int setup(void **state)
 	memset(&F, 0, sizeof(F));
 	problems[0] = '\0';
 	F.rootfd = -1;
-	snprintf(F.tmp, sizeof(F.tmp), "/tmp/lm-fs-XXXXXX");
-	if (!mkdtemp(F.tmp))
+	if (tu_mkdtemp(F.tmp, sizeof(F.tmp), "fs") < 0)
 		return -1;
 	snprintf(F.root, sizeof(F.root), "%s/root", F.tmp);
 	snprintf(F.outside, sizeof(F.outside), "%s/outside", F.tmp);
@@ -280,7 +203,7 @@ static int teardown(void **state)
 		umount2(p, MNT_DETACH);
 	}
 	if (F.tmp[0])
-		nftw(F.tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+		tu_rm_tree(F.tmp, FTW_MOUNT);
 	return 0;
 }
 
@@ -331,7 +254,7 @@ static void expect_content(const char *path, int flags, const char *want)
 		fail_msg("[%s] open %s: unexpected error: %s", mode_name(),
 			 path, err.msg);
 	assert_cloexec(fd);
-	const char *got = fd_content(fd);
+	const char *got = tu_fd_content(fd);
 	if (strcmp(got, want) != 0)
 		fail_msg("[%s] open %s: got \"%s\", want \"%s\"", mode_name(),
 			 path, got, want);
@@ -417,7 +340,7 @@ static void open_normal_file(void)
 	assert_int_equal(write(fd, "new", 3), 3);
 	close(fd);
 	in_root(p, sizeof(p), "etc/hostname");
-	assert_string_equal(host_content(p), "new");
+	assert_string_equal(tu_file_content(p), "new");
 	expect_open_error("etc/missing", O_RDONLY, ENOENT);
 	expect_open_error("etc/hostname/x", O_RDONLY, ENOTDIR);
 }
@@ -606,7 +529,7 @@ static void open_creat(void)
 	char target[PATH_MAX], mirror[PATH_MAX];
 	FMT(target, "%s/created", F.outside);
 	FMT(mirror, "%s%s", F.root, F.outside);
-	mkdirs(mirror);
+	tu_mkdirs(mirror);
 	symlink_root(target, "dangling");
 	char *before = snapshot(F.outside);
 	fd = lm_open_in_root(F.rootfd, "dangling", O_WRONLY | O_CREAT, 0600, &err);
@@ -614,13 +537,13 @@ static void open_creat(void)
 	assert_string_equal(before, after); /* never on the host */
 	free(before);
 	free(after);
-	assert_false(exists(target));
+	assert_false(tu_exists(target));
 	if (fd < 0)
 		fail_msg("[%s] O_CREAT through dangling symlink: %s", mode_name(),
 			 err.msg);
 	close(fd);
 	FMT(p, "%s/created", mirror);
-	assert_true(exists(p));
+	assert_true(tu_exists(p));
 }
 BOTH(open_creat)
 
@@ -633,7 +556,7 @@ static void open_magic_links(void)
 		skip();
 	char p[PATH_MAX];
 	in_root(p, sizeof(p), "proc");
-	mkdirs(p);
+	tu_mkdirs(p);
 	if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		skip();
 	F.proc_mounted = true;
@@ -731,7 +654,7 @@ static void mkdir_dotdot_clamped(void)
 	FMT(rel, "../../lm-escape-%d/d", (int)getpid());
 	struct lm_error err = { 0 };
 	int fd = lm_mkdir_in_root(F.rootfd, rel, 0755, &err);
-	bool escaped = exists(esc1) || exists(esc2);
+	bool escaped = tu_exists(esc1) || tu_exists(esc2);
 	if (escaped) { /* do not leave the escape behind */
 		char d[PATH_MAX + 8];
 		FMT(d, "%s/d", esc1);
@@ -778,7 +701,7 @@ static void mkdir_through_symlink(void)
 	/* An absolute symlink naming the host's outside/ dir, mirrored in the root. */
 	char mirror[PATH_MAX];
 	FMT(mirror, "%s%s", F.root, F.outside);
-	mkdirs(mirror);
+	tu_mkdirs(mirror);
 	symlink_root(F.outside, "host");
 	fd = lm_mkdir_in_root(F.rootfd, "host/sub3", 0755, &err);
 	if (fd < 0)
@@ -863,7 +786,7 @@ static void mkfile_basic(void)
 	in_root(p, sizeof(p), "e/full");
 	assert_same_inode(fd, p);
 	close(fd);
-	assert_string_equal(host_content(p), "content");
+	assert_string_equal(tu_file_content(p), "content");
 
 	/* Parents through ".." stay in the root. */
 	fd = lm_mkfile_in_root(F.rootfd, "../../x/y", 0644, &err);
@@ -872,14 +795,14 @@ static void mkfile_basic(void)
 	assert_true(exists_root("x/y"));
 	char esc[PATH_MAX];
 	FMT(esc, "%s/x", F.tmp);
-	assert_false(exists(esc));
+	assert_false(tu_exists(esc));
 }
 BOTH(mkfile_basic)
 
 /* A dangling symlink to "/outside/file": the file is made inside the root. */
 static void mkfile_dangling_symlink(void)
 {
-	bool host_outside_existed = exists("/outside");
+	bool host_outside_existed = tu_exists("/outside");
 	char *before = snapshot(F.outside);
 	mkdir_root("outside");
 	symlink_root("/outside/file", "lit");
@@ -893,9 +816,9 @@ static void mkfile_dangling_symlink(void)
 	int f3 = lm_mkfile_in_root(F.rootfd, "rel", 0644, &e3);
 	/* Security first: the host is untouched whatever the return values. */
 	if (!host_outside_existed)
-		assert_false(exists("/outside"));
+		assert_false(tu_exists("/outside"));
 	else
-		assert_false(exists("/outside/file") && !exists_root("outside/file"));
+		assert_false(tu_exists("/outside/file") && !exists_root("outside/file"));
 	char *after = snapshot(F.outside);
 	assert_string_equal(before, after);
 	free(before);
@@ -1114,7 +1037,7 @@ static void write_atomic(void)
 	/* New file, mode applied. */
 	assert_int_equal(lm_write_file_atomic_at(dfd, "state.json", "{\"a\":1}", 7, 0640, &err), 0);
 	in_root(p, sizeof(p), "s/state.json");
-	assert_string_equal(host_content(p), "{\"a\":1}");
+	assert_string_equal(tu_file_content(p), "{\"a\":1}");
 	struct stat st, st2;
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
@@ -1123,8 +1046,8 @@ static void write_atomic(void)
 	int old = open(p, O_RDONLY | O_CLOEXEC);
 	assert_true(old >= 0);
 	assert_int_equal(lm_write_file_atomic_at(dfd, "state.json", "new", 3, 0600, &err), 0);
-	assert_string_equal(host_content(p), "new");
-	assert_string_equal(fd_content(old), "{\"a\":1}");
+	assert_string_equal(tu_file_content(p), "new");
+	assert_string_equal(tu_fd_content(old), "{\"a\":1}");
 	close(old);
 	assert_int_equal(stat(p, &st2), 0);
 	assert_int_equal(st2.st_mode & 07777, 0600);
@@ -1133,18 +1056,18 @@ static void write_atomic(void)
 	/* Empty content. */
 	assert_int_equal(lm_write_file_atomic_at(dfd, "empty", "", 0, 0644, &err), 0);
 	in_root(p, sizeof(p), "s/empty");
-	assert_string_equal(host_content(p), "");
+	assert_string_equal(tu_file_content(p), "");
 
 	/* A symlink at path is replaced, never written through. */
 	char target[PATH_MAX];
 	FMT(target, "%s/sentinel", F.outside);
 	symlink_root(target, "s/link");
 	assert_int_equal(lm_write_file_atomic_at(dfd, "link", "replaced", 8, 0644, &err), 0);
-	assert_string_equal(host_content(target), "host-sentinel");
+	assert_string_equal(tu_file_content(target), "host-sentinel");
 	in_root(p, sizeof(p), "s/link");
 	assert_int_equal(lstat(p, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	assert_string_equal(host_content(p), "replaced");
+	assert_string_equal(tu_file_content(p), "replaced");
 
 	/* No temp file anywhere. */
 	const char *names[] = { "state.json", "empty", "link" };
@@ -1159,7 +1082,7 @@ static void write_atomic(void)
 	/* AT_FDCWD with an absolute path. */
 	FMT(p, "%s/s/abs", F.root);
 	assert_int_equal(lm_write_file_atomic_at(AT_FDCWD, p, "abs", 3, 0644, &err), 0);
-	assert_string_equal(host_content(p), "abs");
+	assert_string_equal(tu_file_content(p), "abs");
 	close(dfd);
 }
 BOTH(write_atomic)
@@ -1182,7 +1105,7 @@ static void write_no_create(void)
 	put_root("s/f", "a much longer old content");
 	assert_int_equal(lm_write_file_at(dfd, "f", "new", 3, &err), 0);
 	in_root(p, sizeof(p), "s/f");
-	assert_string_equal(host_content(p), "new");
+	assert_string_equal(tu_file_content(p), "new");
 
 	/* A symlink is not written through. */
 	char target[PATH_MAX];
@@ -1190,7 +1113,7 @@ static void write_no_create(void)
 	symlink_root(target, "s/link");
 	assert_true(lm_write_file_at(dfd, "link", "pwned", 5, &err) < 0);
 	assert_int_equal(err.code, ELOOP);
-	assert_string_equal(host_content(target), "host-sentinel");
+	assert_string_equal(tu_file_content(target), "host-sentinel");
 	close(dfd);
 }
 BOTH(write_no_create)
@@ -1229,7 +1152,7 @@ static void rm_rf_symlinks_outside(void)
 	assert_string_equal(before, after);
 	free(before);
 	free(after);
-	assert_string_equal(host_content(target), "host-sentinel");
+	assert_string_equal(tu_file_content(target), "host-sentinel");
 
 	/* Missing is fine; a plain file is removed. */
 	assert_int_equal(lm_rm_rf_at(dfd, "missing", &err), 0);
@@ -1238,7 +1161,7 @@ static void rm_rf_symlinks_outside(void)
 	assert_false(exists_root("plain"));
 	close(dfd);
 	/* The root itself is still there. */
-	assert_true(exists(F.root));
+	assert_true(tu_exists(F.root));
 }
 BOTH(rm_rf_symlinks_outside)
 

@@ -31,18 +31,7 @@
 #include "image/registry.h"
 #include "image/store.h"
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                             \
-	do {                                                                      \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);            \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));           \
-	} while (0)
-
-#define assert_contains(hay, needle)                                              \
-	do {                                                                      \
-		if (!strstr((hay), (needle)))                                     \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle)); \
-	} while (0)
+#include "testutil.h"
 
 #define MEDIA_TAR "application/vnd.oci.image.layer.v1.tar"
 #define MEDIA_TGZ "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -58,8 +47,7 @@ static struct {
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(F.tmp, sizeof(F.tmp), "/tmp/lm-load-XXXXXX");
-	if (!mkdtemp(F.tmp))
+	if (tu_mkdtemp(F.tmp, sizeof(F.tmp), "load") < 0)
 		return -1;
 	snprintf(F.root, sizeof(F.root), "%s/store", F.tmp);
 	struct lm_error err;

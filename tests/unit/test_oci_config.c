@@ -37,18 +37,7 @@
 #endif
 #include "runtime/spec.h"
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 static const char PASSWD[] =
 	"root:x:0:0:root:/root:/bin/sh\n"
@@ -90,11 +79,7 @@ static void put(const char *rel, const char *content, size_t len)
 {
 	char path[PATH_MAX];
 	FMT(path, "%s/%s", F.rootfs, rel);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fail_msg("create %s: %s", path, strerror(errno));
-	assert_int_equal(write(fd, content, len), (ssize_t)len);
-	close(fd);
+	tu_write_file(path, content, len, 0644);
 }
 
 static void rm(const char *rel)
@@ -107,8 +92,7 @@ static void rm(const char *rel)
 static int setup(void **state)
 {
 	(void)state;
-	strcpy(F.tmp, "/tmp/lm-oci-XXXXXX");
-	if (!mkdtemp(F.tmp))
+	if (tu_mkdtemp(F.tmp, sizeof(F.tmp), "oci") < 0)
 		return -1;
 	snprintf(F.rootfs, sizeof(F.rootfs), "%s/rootfs", F.tmp);
 	char etc[PATH_MAX];

@@ -18,15 +18,10 @@
 #include <string.h>
 
 #include "image/ref.h"
+#include "testutil.h"
 
 #define D64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DGST "sha256:" D64
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
 
 static void assert_str_or_null(const char *got, const char *want, const char *what, const char *input)
 {

@@ -28,12 +28,7 @@
 
 #include "image/digest.h"
 #include "image/registry.h"
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 static const char D1[] = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 static const char D2[] = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

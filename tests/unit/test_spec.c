@@ -26,18 +26,13 @@
 #include <jansson.h>
 
 #include "runtime/spec.h"
+#include "testutil.h"
 
 #ifndef MS_NOSYMFOLLOW
 #define MS_NOSYMFOLLOW 256
 #endif
 
 #define BUNDLE "/run/bundle"
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
 
 /* ' → " so that test JSON needs no escaping. */
 static char *dq(const char *s)
@@ -916,10 +911,7 @@ static void write_file(const char *dir, const char *name, const char *text)
 {
 	char *path = NULL;
 	assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-	assert_int_equal(fclose(f), 0);
+	tu_put_file(path, text);
 	free(path);
 }
 

@@ -32,18 +32,7 @@
 
 #include "runtime/container.h"
 #include "runtime/internal.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -51,24 +40,12 @@ static char tmp[64];       /* /tmp/lm-state-XXXXXX */
 static char sroot[128];    /* tmp/state: the state root, not created up front */
 static pid_t children[8];  /* killed and reaped by the teardown */
 
-static int rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static int setup(void **state)
 {
 	(void)state;
 	umask(022);
 	memset(children, 0, sizeof(children));
-	snprintf(tmp, sizeof(tmp), "/tmp/lm-state-XXXXXX");
-	if (!mkdtemp(tmp))
+	if (tu_mkdtemp(tmp, sizeof(tmp), "state") < 0)
 		return -1;
 	snprintf(sroot, sizeof(sroot), "%s/state", tmp);
 	return 0;
@@ -90,7 +67,7 @@ static int teardown(void **state)
 	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++)
 		reap(&children[i]);
 	if (tmp[0])
-		nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		tu_rm_tree(tmp, 0);
 	return 0;
 }
 
@@ -183,43 +160,6 @@ static char proc_state(pid_t pid)
 	if (!proc_stat_field(pid, 3, v, sizeof(v), &st))
 		return 0;
 	return st;
-}
-
-static const char *file_content(const char *path)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open %s: %s", path, strerror(errno));
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	assert_true(n >= 0);
-	buf[n] = '\0';
-	return buf;
-}
-
-static void put_file(const char *path, const char *content)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fail_msg("create %s: %s", path, strerror(errno));
-	size_t len = strlen(content);
-	assert_int_equal(write(fd, content, len), (ssize_t)len);
-	close(fd);
-}
-
-/* Number of entries in dir besides . and .. */
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
 }
 
 /* A state directory with a written state for id; returns its fd. */
@@ -322,7 +262,7 @@ static void test_state_dir_create_twice(void **state)
 	assert_int_equal(err.code, EINVAL);
 	FMT(p, "%s/evil", tmp);
 	assert_int_equal(access(p, F_OK), -1);
-	assert_int_equal(count_entries(sroot), 1);
+	assert_int_equal(tu_count_entries(sroot), 1);
 }
 
 static void test_state_dir_open(void **state)
@@ -417,7 +357,7 @@ static void test_state_round_trip(void **state)
 	struct stat sb;
 	assert_int_equal(stat(p, &sb), 0);
 	assert_int_equal(sb.st_mode & 07777, 0600);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(tu_count_entries(dir), 1);
 
 	/* Rewritten without annotations and userns, large start time. */
 	st.annotations = NULL;
@@ -429,7 +369,7 @@ static void test_state_round_trip(void **state)
 	assert_false(got.has_userns);
 	assert_true(got.pid_start == 18446744073709551ULL);
 	lm_state_free(&got);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(tu_count_entries(dir), 1);
 	json_decref(ann);
 	close(dfd);
 }
@@ -438,7 +378,7 @@ static void expect_corrupt(int dfd, const char *dir, const char *content, const 
 {
 	char p[PATH_MAX];
 	FMT(p, "%s/state.json", dir);
-	put_file(p, content);
+	tu_put_file(p, content);
 	struct lm_error err = { 0 };
 	struct lm_state got;
 	if (lm_state_read(dfd, &got, &err) >= 0) {
@@ -554,7 +494,7 @@ static void test_state_status(void **state)
 	assert_int_equal(unlink(fifo), 0);
 	assert_int_equal(lm_state_status(&st, dfd), LM_STATUS_RUNNING);
 	/* A plain file named exec.fifo also counts. */
-	put_file(fifo, "");
+	tu_put_file(fifo, "");
 	assert_int_equal(lm_state_status(&st, dfd), LM_STATUS_CREATED);
 
 	/* Same pid, other start time: a recycled pid is not our container. */
@@ -710,12 +650,12 @@ static void test_pid_file_write(void **state)
 	close(cwd);
 	if (!ok)
 		fail_msg("relative pid file: %s", err.msg);
-	assert_string_equal(file_content(p), "12345");
+	assert_string_equal(tu_file_content(p), "12345");
 
 	/* Overwritten; absolute path; nothing else left in the directory. */
 	assert_int_equal(lm_pid_file_write(p, 678, &err), 0);
-	assert_string_equal(file_content(p), "678");
-	assert_int_equal(count_entries(tmp), 1);
+	assert_string_equal(tu_file_content(p), "678");
+	assert_int_equal(tu_count_entries(tmp), 1);
 	struct stat st;
 	assert_int_equal(stat(p, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
@@ -726,7 +666,7 @@ static void test_pid_file_write(void **state)
 	assert_true(lm_pid_file_write(p, 1, &err) < 0);
 	assert_int_equal(err.code, ENOENT);
 	assert_contains(err.msg, "pid file");
-	assert_int_equal(count_entries(tmp), 1);
+	assert_int_equal(tu_count_entries(tmp), 1);
 }
 
 /* ---------------------------------------------------------------- main */

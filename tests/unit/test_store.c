@@ -31,24 +31,7 @@
 #include "image/digest.h"
 #include "image/store.h"
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
-
-#define assert_ok(expr, err)                                                              \
-	do {                                                                              \
-		if ((expr) < 0)                                                           \
-			fail_msg("%s: %s", #expr, (err).msg);                             \
-	} while (0)
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -59,8 +42,7 @@ static struct lm_store *S;
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmp, sizeof(tmp), "/tmp/lm-store-XXXXXX");
-	if (!mkdtemp(tmp))
+	if (tu_mkdtemp(tmp, sizeof(tmp), "store") < 0)
 		return -1;
 	snprintf(root, sizeof(root), "%s/var/lamina", tmp);
 	struct lm_error err = { 0 };
@@ -86,16 +68,7 @@ static int count_entries(const char *sub)
 {
 	char p[PATH_MAX];
 	FMT(p, "%s/%s", root, sub);
-	DIR *d = opendir(p);
-	if (!d)
-		fail_msg("opendir %s: %s", p, strerror(errno));
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
+	return tu_count_entries(p);
 }
 
 static void blob_path(char *out, size_t size, const char *digest)
@@ -112,14 +85,6 @@ static char *slurp(const char *path)
 	if (lm_read_file_at(AT_FDCWD, path, 1 << 24, &data, &len, &err) < 0)
 		fail_msg("read %s: %s", path, err.msg);
 	return data;
-}
-
-static void write_file(const char *path, const char *data)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(data, f);
-	fclose(f);
 }
 
 static void digest_of(const char *s, char out[LM_DIGEST_SIZE])
@@ -173,7 +138,7 @@ static void test_open_layout(void **state)
 
 	/* A root under a regular file cannot be made. */
 	FMT(p, "%s/file", tmp);
-	write_file(p, "x");
+	tu_put_file(p, "x");
 	FMT(p, "%s/file/store", tmp);
 	assert_true(lm_store_open(p, &again, &err) < 0);
 	assert_null(again);
@@ -486,7 +451,7 @@ static void test_blob_read_verifies(void **state)
 	/* Bit rot on disk: found, reported, removed. */
 	char p[PATH_MAX];
 	blob_path(p, sizeof(p), d);
-	write_file(p, "{\"schemaVersion\":3}");
+	tu_put_file(p, "{\"schemaVersion\":3}");
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(lm_store_blob_read(S, d, 1024, &buf, &len, &err), -EIO);
 	assert_null(buf);
@@ -701,7 +666,7 @@ static void test_snapshot_abort(void **state)
 	FMT(outside, "%s/outside", tmp);
 	assert_int_equal(mkdir(outside, 0755), 0);
 	FMT(sentinel, "%s/keep", outside);
-	write_file(sentinel, "keep");
+	tu_put_file(sentinel, "keep");
 
 	struct lm_snapshot *snap;
 	assert_ok(lm_store_snapshot_begin(S, L0, &snap, &err), err);
@@ -981,15 +946,15 @@ static void test_images_json_corrupt(void **state)
 	struct lm_image_record *list;
 	size_t n;
 
-	write_file(p, "{\"images\": [ {\"name\": ");
+	tu_put_file(p, "{\"images\": [ {\"name\": ");
 	assert_int_equal(lm_store_image_list(S, &list, &n, &err), -EINVAL);
 	assert_contains(err.msg, "images.json: line 1");
 
-	write_file(p, "[]");
+	tu_put_file(p, "[]");
 	assert_true(lm_store_image_list(S, &list, &n, &err) < 0);
 	assert_contains(err.msg, "expected {\"images\"");
 
-	write_file(p, "{\"images\": [{\"name\": \"docker.io/library/a:1\", \"manifest_digest\": \"sha256:00\","
+	tu_put_file(p, "{\"images\": [{\"name\": \"docker.io/library/a:1\", \"manifest_digest\": \"sha256:00\","
 		      " \"config_digest\": \"x\"}]}");
 	assert_true(lm_store_image_list(S, &list, &n, &err) < 0);
 	assert_contains(err.msg, "image 0");
@@ -1095,11 +1060,11 @@ static void test_prune(void **state)
 	assert_ok(lm_store_snapshot_commit(snap, &err), err);
 	char p[PATH_MAX];
 	FMT(p, "%s/tmp/blob-deadbeefdeadbeef", root);
-	write_file(p, "12345");
+	tu_put_file(p, "12345");
 	FMT(p, "%s/blobs/sha256/README", root);
-	write_file(p, "not a blob");
+	tu_put_file(p, "not a blob");
 	FMT(p, "%s/images.json.tmp-999999", root);
-	write_file(p, "half a write");
+	tu_put_file(p, "half a write");
 
 	int blobs_before = count_entries("blobs/sha256");
 	uint64_t freed = 0;

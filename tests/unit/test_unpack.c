@@ -42,18 +42,7 @@
 #include "image/digest.h"
 #include "image/unpack.h"
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
+#include "testutil.h"
 
 #define SENTINEL_DATA "sentinel data\n"
 
@@ -69,8 +58,7 @@ static struct {
 
 static int setup(void **state)
 {
-	snprintf(F.tmp, sizeof(F.tmp), "/tmp/lm-unpack-XXXXXX");
-	if (!mkdtemp(F.tmp))
+	if (tu_mkdtemp(F.tmp, sizeof(F.tmp), "unpack") < 0)
 		return -1;
 	snprintf(F.target, sizeof(F.target), "%s/target", F.tmp);
 	snprintf(F.sentinel, sizeof(F.sentinel), "%s/sentinel", F.tmp);

@@ -33,24 +33,7 @@
 
 #include "rootfs/writable.h"
 #include "util/fs.h"
-
-#define FMT(buf, ...)                                                                     \
-	do {                                                                              \
-		int fmt_n_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                    \
-		assert_true(fmt_n_ >= 0 && (size_t)fmt_n_ < sizeof(buf));                   \
-	} while (0)
-
-#define assert_contains(hay, needle)                                                      \
-	do {                                                                              \
-		if (!strstr((hay), (needle)))                                             \
-			fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));      \
-	} while (0)
-
-#define assert_ok(call)                                                                   \
-	do {                                                                              \
-		if ((call) < 0)                                                           \
-			fail_msg("%s: %s", #call, E.msg);                                 \
-	} while (0)
+#include "testutil.h"
 
 /* <linux/fs.h> clashes with glibc 2.36's <sys/mount.h>. */
 #ifndef FS_IOC_SETFLAGS
@@ -70,35 +53,12 @@ static struct lm_error E; /* the error of the call under test */
 
 /* ---------------------------------------------------------------- helpers */
 
-static void mkdirs(const char *path)
-{
-	char buf[PATH_MAX];
-	FMT(buf, "%s", path);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			fail_msg("mkdir %s: %s", buf, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-		fail_msg("mkdir %s: %s", buf, strerror(errno));
-}
-
 static void put(const char *dir, const char *rel, const char *content)
 {
 	char path[PATH_MAX];
 	FMT(path, "%s/%s", dir, rel);
-	char parent[PATH_MAX];
-	FMT(parent, "%s", path);
-	*strrchr(parent, '/') = '\0';
-	mkdirs(parent);
-	FILE *f = fopen(path, "w");
-	if (!f)
-		fail_msg("create %s: %s", path, strerror(errno));
-	fputs(content, f);
-	fclose(f);
+	tu_mkparents(path);
+	tu_put_file(path, content);
 }
 
 /* Content of dir/rel, or NULL when missing; static buffer. */
@@ -116,31 +76,18 @@ static const char *get(const char *dir, const char *rel)
 	return buf;
 }
 
-static bool exists(const char *path)
-{
-	struct stat st;
-	return lstat(path, &st) == 0;
-}
-
 static bool exists_in(const char *dir, const char *rel)
 {
 	char path[PATH_MAX];
 	FMT(path, "%s/%s", dir, rel);
-	return exists(path);
+	return tu_exists(path);
 }
 
+/* Entries in dir; 0 when it cannot be opened (gone, say). */
 static size_t count_entries(const char *dir)
 {
-	DIR *d = opendir(dir);
-	if (!d)
-		return 0;
-	size_t n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
+	int n = tu_dir_entries(dir);
+	return n < 0 ? 0 : (size_t)n;
 }
 
 /* Is path a mount point in our mount table? (mountinfo field 5) */
@@ -188,7 +135,7 @@ static const char *layer(const char *name)
 	char *p = ring[next++ % 64];
 	int n = snprintf(p, PATH_MAX, "%s/%s", F.snap, name);
 	assert_true(n > 0 && n < PATH_MAX);
-	mkdirs(p);
+	tu_mkdirs(p);
 	return p;
 }
 
@@ -204,7 +151,7 @@ static struct lm_writable *create2(const char *id, const char *top, const char *
 {
 	const char *lowers[] = { top, base };
 	struct lm_writable *w = NULL;
-	assert_ok(lm_writable_create(F.root, id, lowers, base ? 2 : 1, &w, &E));
+	assert_ok(lm_writable_create(F.root, id, lowers, base ? 2 : 1, &w, &E), E);
 	return w;
 }
 
@@ -223,8 +170,7 @@ static int setup(void **state)
 	(void)state;
 	if (geteuid() != 0)
 		return 0;
-	strcpy(F.tmp, "/tmp/lm-wr-XXXXXX");
-	if (!mkdtemp(F.tmp))
+	if (tu_mkdtemp(F.tmp, sizeof(F.tmp), "wr") < 0)
 		return -1;
 	snprintf(F.snap, sizeof(F.snap), "%s/snap", F.tmp);
 	snprintf(F.root, sizeof(F.root), "%s/containers", F.tmp);
@@ -299,13 +245,13 @@ static void create_mount_write(void **state)
 	assert_string_equal(lm_writable_lower(w, 0), top);
 	assert_null(lm_writable_lower(w, 2));
 
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	const char *merged = lm_writable_mount_path(w);
 	assert_non_null(merged);
 	assert_string_equal(merged, lm_writable_merged_path(w));
 	assert_int_equal(mounts_on(merged), 1);
 	/* Mounting again is a no-op, not a second overlay on the same upper. */
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	assert_int_equal(mounts_on(merged), 1);
 
 	assert_string_equal(get(merged, "a"), "a-top");
@@ -325,20 +271,20 @@ static void create_mount_write(void **state)
 	assert_false(exists_in(merged, "a"));
 	assert_string_equal(get(top, "a"), "a-top");
 
-	assert_ok(lm_writable_unmount(w, &E));
+	assert_ok(lm_writable_unmount(w, &E), E);
 	assert_false(lm_writable_is_mounted(w));
 	assert_null(lm_writable_mount_path(w));
 	assert_int_equal(mounts_on(lm_writable_merged_path(w)), 0);
 	assert_int_equal(count_entries(lm_writable_merged_path(w)), 0);
 	/* Unmounting what is not mounted is fine. */
-	assert_ok(lm_writable_unmount(w, &E));
+	assert_ok(lm_writable_unmount(w, &E), E);
 
 	/* The writes survive a remount: they are in the upper. */
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	assert_string_equal(get(lm_writable_merged_path(w), "new"), "written");
 
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_false(exists(dir));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_false(tu_exists(dir));
 	assert_int_equal(mounts_under(F.root), 0);
 	assert_int_equal(count_entries(F.root), 0);
 	assert_string_equal(get(base, "etc/hostname"), "base-host\n");
@@ -361,13 +307,13 @@ static void root_dir_takes_image_owner_and_mode(void **state)
 	assert_int_equal(stat(lm_writable_upper(w), &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0751);
 	assert_int_equal(st.st_gid, 5);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	assert_int_equal(stat(lm_writable_merged_path(w), &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0751);
 	/* The layer directory itself stays private. */
 	assert_int_equal(stat(lm_writable_dir(w), &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 }
 
@@ -383,12 +329,12 @@ static void whiteouts_hide_lower_files(void **state)
 	whiteout(top, "gone");
 	char opaque[PATH_MAX];
 	FMT(opaque, "%s/dir", top);
-	mkdirs(opaque);
+	tu_mkdirs(opaque);
 	assert_int_equal(setxattr(opaque, "trusted.overlay.opaque", "y", 1, 0), 0);
 	put(top, "dir/z", "z");
 
 	struct lm_writable *w = create2("c1", top, base);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	const char *m = lm_writable_mount_path(w);
 	assert_false(exists_in(m, "gone"));
 	assert_string_equal(get(m, "kept"), "kept");
@@ -405,7 +351,7 @@ static void whiteouts_hide_lower_files(void **state)
 	assert_int_equal(lstat(k, &st), 0);
 	assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
 	assert_true(exists_in(base, "kept"));
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 }
 
@@ -445,7 +391,7 @@ static void chain(size_t n, int way, bool expect_ok)
 	char id[32];
 	FMT(id, "c%zu-%d", n, way);
 	struct lm_writable *w = NULL;
-	assert_ok(lm_writable_create(F.root, id, lowers, n, &w, &E));
+	assert_ok(lm_writable_create(F.root, id, lowers, n, &w, &E), E);
 	lm_writable_force_mount_way(way);
 	int r = lm_writable_mount(w, &E);
 	lm_writable_force_mount_way(0);
@@ -458,7 +404,7 @@ static void chain(size_t n, int way, bool expect_ok)
 		assert_false(lm_writable_is_mounted(w));
 		assert_int_equal(mounts_on(lm_writable_merged_path(w)), 0);
 	}
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 }
 
@@ -477,15 +423,15 @@ static void forty_layers(void **state)
 	const char *lowers[40];
 	make_chain(40, lowers);
 	struct lm_writable *w = NULL;
-	assert_ok(lm_writable_create(F.root, "forty", lowers, 40, &w, &E));
+	assert_ok(lm_writable_create(F.root, "forty", lowers, 40, &w, &E), E);
 	/* Longer than the page mount(2) copies: */
 	char *data = NULL;
 	assert_true(lm_writable_mount_options(w, &data, &E) < 0);
 	assert_int_equal(E.code, E2BIG);
 	assert_null(data);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	check_chain(lm_writable_mount_path(w), 40);
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 	assert_int_equal(count_entries(F.root), 0);
 
@@ -495,12 +441,12 @@ static void forty_layers(void **state)
 	lm_writable_force_mount_way(3);
 	struct lm_writable *w2 = NULL;
 	make_chain(40, lowers);
-	assert_ok(lm_writable_create(F.root, "forty2", lowers, 40, &w2, &E));
+	assert_ok(lm_writable_create(F.root, "forty2", lowers, 40, &w2, &E), E);
 	assert_true(lm_writable_mount(w2, &E) < 0);
 	lm_writable_force_mount_way(0);
 	assert_int_equal(E.code, E2BIG);
 	assert_contains(E.msg, "40 layers");
-	assert_ok(lm_writable_destroy(w2, &E));
+	assert_ok(lm_writable_destroy(w2, &E), E);
 	lm_writable_free(w2);
 }
 
@@ -511,7 +457,7 @@ static void unmount_busy_is_an_error(void **state)
 	const char *base = layer("base");
 	put(base, "f", "content");
 	struct lm_writable *w = create2("c1", base, NULL);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	char p[PATH_MAX];
 	FMT(p, "%s/f", lm_writable_mount_path(w));
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
@@ -522,9 +468,9 @@ static void unmount_busy_is_an_error(void **state)
 	assert_true(lm_writable_is_mounted(w));
 	assert_int_equal(mounts_on(lm_writable_merged_path(w)), 1);
 	close(fd);
-	assert_ok(lm_writable_unmount(w, &E));
+	assert_ok(lm_writable_unmount(w, &E), E);
 	assert_int_equal(mounts_on(lm_writable_merged_path(w)), 0);
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 }
 
@@ -535,15 +481,15 @@ static void destroy_busy_detaches(void **state)
 	const char *base = layer("base");
 	put(base, "f", "content");
 	struct lm_writable *w = create2("c1", base, NULL);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	char merged[PATH_MAX], p[PATH_MAX];
 	FMT(merged, "%s", lm_writable_mount_path(w));
 	FMT(p, "%s/f", merged);
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	assert_int_equal(mounts_on(merged), 0);
-	assert_false(exists(dir_of("c1")));
+	assert_false(tu_exists(dir_of("c1")));
 	/* The holder keeps its private view until it lets go. */
 	char buf[16] = { 0 };
 	assert_int_equal(read(fd, buf, sizeof(buf) - 1), 7);
@@ -559,14 +505,14 @@ static void destroy_unmounted_twice(void **state)
 	(void)state;
 	NEED_ROOT();
 	struct lm_writable *w = create2("c1", layer("base"), NULL);
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_false(exists(dir_of("c1")));
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_false(tu_exists(dir_of("c1")));
+	assert_ok(lm_writable_destroy(w, &E), E);
 	/* A layer created again under the same id is not touched by the stale handle. */
 	struct lm_writable *again = create2("c1", layer("base"), NULL);
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_true(exists(dir_of("c1")));
-	assert_ok(lm_writable_destroy(again, &E));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_true(tu_exists(dir_of("c1")));
+	assert_ok(lm_writable_destroy(again, &E), E);
 	lm_writable_free(again);
 	lm_writable_free(w);
 	lm_writable_free(NULL);
@@ -588,7 +534,7 @@ static void destroy_reports_first_error_and_goes_on(void **state)
 	close(fd);
 	if (!immutable) {
 		print_message("no immutable flag on this filesystem: skipped\n");
-		assert_ok(lm_writable_destroy(w, &E));
+		assert_ok(lm_writable_destroy(w, &E), E);
 		lm_writable_free(w);
 		skip();
 	}
@@ -597,14 +543,14 @@ static void destroy_reports_first_error_and_goes_on(void **state)
 	/* Every other step ran: work is gone, merged too; the dir stays for the retry. */
 	assert_false(exists_in(dir_of("c1"), "work"));
 	assert_false(exists_in(dir_of("c1"), "merged"));
-	assert_true(exists(dir_of("c1")));
+	assert_true(tu_exists(dir_of("c1")));
 	fd = open(f, O_RDONLY | O_CLOEXEC);
 	attr = 0;
 	assert_int_equal(ioctl(fd, FS_IOC_SETFLAGS, &attr), 0);
 	close(fd);
 	/* A retry finishes the job. */
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_false(exists(dir_of("c1")));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_false(tu_exists(dir_of("c1")));
 	lm_writable_free(w);
 }
 
@@ -647,7 +593,7 @@ static void create_rejects_bad_input(void **state)
 	const char *bad_root = "/tmp/with:colon";
 	const char *l4[] = { ok };
 	assert_true(lm_writable_create(bad_root, "c1", l4, 1, &w, &E) < 0);
-	assert_false(exists(bad_root));
+	assert_false(tu_exists(bad_root));
 
 	const char *bad_ids[] = { "", ".", "..", "a/b", "x y", "../escape", "a\nb" };
 	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
@@ -667,7 +613,7 @@ static void create_rejects_bad_input(void **state)
 	assert_true(lm_writable_create(F.root, "c1", l4, 1, &w, &E) < 0);
 	assert_int_equal(E.code, EEXIST);
 	assert_string_equal(get(lm_writable_upper(first), "mine"), "1");
-	assert_ok(lm_writable_destroy(first, &E));
+	assert_ok(lm_writable_destroy(first, &E), E);
 	lm_writable_free(first);
 }
 
@@ -685,13 +631,13 @@ static void create_rolls_back_at_every_step(void **state)
 			fail_msg("step %d: create succeeded", step);
 		assert_contains(E.msg, "injected");
 		assert_null(w);
-		if (exists(dir_of("c1")))
+		if (tu_exists(dir_of("c1")))
 			fail_msg("step %d: %s left behind", step, dir_of("c1"));
 	}
 	/* And then it works. */
 	struct lm_writable *w = NULL;
-	assert_ok(lm_writable_create(F.root, "c1", l, 1, &w, &E));
-	assert_ok(lm_writable_destroy(w, &E));
+	assert_ok(lm_writable_create(F.root, "c1", l, 1, &w, &E), E);
+	assert_ok(lm_writable_destroy(w, &E), E);
 	lm_writable_free(w);
 }
 
@@ -706,8 +652,8 @@ static void mount_failure_leaves_layer_destroyable(void **state)
 	assert_contains(E.msg, base);
 	assert_false(lm_writable_is_mounted(w));
 	assert_int_equal(mounts_under(F.root), 0);
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_false(exists(dir_of("c1")));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_false(tu_exists(dir_of("c1")));
 	lm_writable_free(w);
 }
 
@@ -718,21 +664,21 @@ static void reopen_from_layer_json(void **state)
 	const char *base = layer("base"), *top = layer("top");
 	put(base, "f", "base");
 	struct lm_writable *w = create2("c1", top, base);
-	assert_ok(lm_writable_mount(w, &E));
+	assert_ok(lm_writable_mount(w, &E), E);
 	put(lm_writable_mount_path(w), "w", "written");
 	lm_writable_free(w); /* the agent "restarts": the layer stays */
 	assert_int_equal(mounts_under(dir_of("c1")), 1);
 
 	struct lm_writable *r = NULL;
-	assert_ok(lm_writable_open(F.root, "c1", &r, &E));
+	assert_ok(lm_writable_open(F.root, "c1", &r, &E), E);
 	assert_true(lm_writable_is_mounted(r));
 	assert_non_null(lm_writable_mount_path(r));
 	assert_int_equal(lm_writable_n_lowers(r), 2);
 	assert_string_equal(lm_writable_lower(r, 0), top);
 	assert_string_equal(lm_writable_lower(r, 1), base);
 	assert_string_equal(get(lm_writable_mount_path(r), "w"), "written");
-	assert_ok(lm_writable_destroy(r, &E));
-	assert_false(exists(dir_of("c1")));
+	assert_ok(lm_writable_destroy(r, &E), E);
+	assert_false(tu_exists(dir_of("c1")));
 	assert_int_equal(mounts_under(F.root), 0);
 	lm_writable_free(r);
 
@@ -740,9 +686,9 @@ static void reopen_from_layer_json(void **state)
 	w = create2("c2", top, base);
 	lm_writable_free(w);
 	assert_int_equal(rmdir(top), 0);
-	assert_ok(lm_writable_open(F.root, "c2", &r, &E));
+	assert_ok(lm_writable_open(F.root, "c2", &r, &E), E);
 	assert_false(lm_writable_is_mounted(r));
-	assert_ok(lm_writable_destroy(r, &E));
+	assert_ok(lm_writable_destroy(r, &E), E);
 	lm_writable_free(r);
 
 	/* Missing and broken records. */
@@ -780,40 +726,40 @@ static void sweep_removes_orphans(void **state)
 	struct lm_writable *a = create2("dead-mounted", base, NULL);
 	struct lm_writable *b = create2("dead-unmounted", base, NULL);
 	struct lm_writable *c = create2("live", base, NULL);
-	assert_ok(lm_writable_mount(a, &E));
-	assert_ok(lm_writable_mount(c, &E));
+	assert_ok(lm_writable_mount(a, &E), E);
+	assert_ok(lm_writable_mount(c, &E), E);
 	put(lm_writable_mount_path(c), "data", "keep me");
 	/* A crash during create: no layer.json, a half-made upper. */
-	mkdirs(dir_of("crashed"));
+	tu_mkdirs(dir_of("crashed"));
 	put(dir_of("crashed"), "upper/x", "x");
 	/* Not a layer directory: a plain file, and a name that is not an id. */
 	put(F.root, "notes.txt", "not a layer");
-	mkdirs(dir_of("not an id"));
+	tu_mkdirs(dir_of("not an id"));
 	lm_writable_free(a);
 	lm_writable_free(b);
 
 	size_t removed = 0;
-	assert_ok(lm_writable_sweep(F.root, only_live, live_id, &removed, &E));
+	assert_ok(lm_writable_sweep(F.root, only_live, live_id, &removed, &E), E);
 	assert_int_equal(removed, 3);
-	assert_false(exists(dir_of("dead-mounted")));
-	assert_false(exists(dir_of("dead-unmounted")));
-	assert_false(exists(dir_of("crashed")));
-	assert_true(exists(dir_of("notes.txt")));
-	assert_true(exists(dir_of("not an id")));
+	assert_false(tu_exists(dir_of("dead-mounted")));
+	assert_false(tu_exists(dir_of("dead-unmounted")));
+	assert_false(tu_exists(dir_of("crashed")));
+	assert_true(tu_exists(dir_of("notes.txt")));
+	assert_true(tu_exists(dir_of("not an id")));
 	assert_true(lm_writable_is_mounted(c));
 	assert_int_equal(mounts_on(lm_writable_merged_path(c)), 1);
 	assert_int_equal(mounts_under(F.root), 1);
 	assert_string_equal(get(lm_writable_mount_path(c), "data"), "keep me");
 
 	/* Nothing more to do the second time; a missing root is empty. */
-	assert_ok(lm_writable_sweep(F.root, only_live, live_id, &removed, &E));
+	assert_ok(lm_writable_sweep(F.root, only_live, live_id, &removed, &E), E);
 	assert_int_equal(removed, 0);
 	char none[PATH_MAX];
 	FMT(none, "%s/no-such-root", F.tmp);
-	assert_ok(lm_writable_sweep(none, only_live, live_id, &removed, &E));
+	assert_ok(lm_writable_sweep(none, only_live, live_id, &removed, &E), E);
 	assert_int_equal(removed, 0);
 
-	assert_ok(lm_writable_destroy(c, &E));
+	assert_ok(lm_writable_destroy(c, &E), E);
 	lm_writable_free(c);
 }
 
@@ -853,10 +799,10 @@ static void in_namespace(size_t n, bool with_mount2)
 	char id[32];
 	FMT(id, "ns-%zu-%d", n, with_mount2);
 	struct lm_writable *w = NULL;
-	assert_ok(lm_writable_create(F.root, id, lowers, n, &w, &E));
+	assert_ok(lm_writable_create(F.root, id, lowers, n, &w, &E), E);
 	char *data = NULL;
 	if (with_mount2) {
-		assert_ok(lm_writable_mount_options(w, &data, &E));
+		assert_ok(lm_writable_mount_options(w, &data, &E), E);
 		assert_contains(data, "lowerdir=");
 		assert_contains(data, "index=off");
 		assert_contains(data, lm_writable_upper(w));
@@ -878,8 +824,8 @@ static void in_namespace(size_t n, bool with_mount2)
 	assert_null(lm_writable_mount_path(w));
 	assert_int_equal(count_entries(lm_writable_merged_path(w)), 0);
 	assert_string_equal(get(lm_writable_upper(w), "from-child"), "hi");
-	assert_ok(lm_writable_destroy(w, &E));
-	assert_false(exists(dir_of(id)));
+	assert_ok(lm_writable_destroy(w, &E), E);
+	assert_false(tu_exists(dir_of(id)));
 	lm_writable_free(w);
 }
 
@@ -910,19 +856,19 @@ static void image_view_is_mounted_nowhere(void **state)
 
 	struct lm_writable *one = create2("one", base, NULL);
 	int fd = -1;
-	assert_ok(lm_writable_image_view(one, &fd, &E));
+	assert_ok(lm_writable_image_view(one, &fd, &E), E);
 	char *text = NULL;
 	size_t len = 0;
 	int f = lm_open_in_root(fd, "/etc/passwd", O_RDONLY, 0, &E);
 	assert_true(f >= 0);
-	assert_ok(lm_read_fd(f, 4096, &text, &len, &E));
+	assert_ok(lm_read_fd(f, 4096, &text, &len, &E), E);
 	assert_contains(text, "root:x:0:0");
 	free(text);
 	close(f);
 	close(fd);
 
 	struct lm_writable *two = create2("two", top, base);
-	assert_ok(lm_writable_image_view(two, &fd, &E));
+	assert_ok(lm_writable_image_view(two, &fd, &E), E);
 	assert_int_equal(mounts_under(F.tmp), 0);
 	/* The merged view: top's group, base's file, the whiteout honoured. */
 	f = lm_open_in_root(fd, "/etc/group", O_RDONLY, 0, &E);
@@ -938,8 +884,8 @@ static void image_view_is_mounted_nowhere(void **state)
 	assert_int_equal(E.code, EROFS);
 	close(fd);
 	assert_int_equal(count_entries(lm_writable_upper(two)), 0);
-	assert_ok(lm_writable_destroy(one, &E));
-	assert_ok(lm_writable_destroy(two, &E));
+	assert_ok(lm_writable_destroy(one, &E), E);
+	assert_ok(lm_writable_destroy(two, &E), E);
 	lm_writable_free(one);
 	lm_writable_free(two);
 }
