@@ -1,8 +1,11 @@
 /* lamina: command dispatch only.  Invoked as "lamina-oci" (a symlink), the
  * binary is the OCI runtime command line, for tools that take a runtime path. */
+#include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
@@ -29,6 +32,39 @@ static void usage(FILE *out)
 		"\n"
 		"--root: images and layers (default /var/lib/lamina, or $LAMINA_ROOT);\n"
 		"--state: runtime state (default /run/lamina, or $LAMINA_STATE).\n");
+}
+
+typedef int (*module_main_fn)(const struct lm_cli_global *g, const char *cmd, int argc, char **argv);
+
+/* The image commands live in lamina-images.so, beside this binary in a build
+ * tree, or in LAMINA_MODULE_DIR once installed. */
+static int run_module(const struct lm_cli_global *g, const char *cmd, int argc, char **argv)
+{
+	char self[PATH_MAX], path[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	void *handle = NULL;
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(path, sizeof(path), "%s/lamina-images.so", self);
+		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!handle) {
+		snprintf(path, sizeof(path), "%s/lamina-images.so", LAMINA_MODULE_DIR);
+		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!handle) {
+		fprintf(stderr, "lamina: the image commands are not available: %s\n", dlerror());
+		return 125;
+	}
+	module_main_fn fn = (module_main_fn)dlsym(handle, "lamina_images_main");
+	if (!fn) {
+		fprintf(stderr, "lamina: %s is not a lamina images module\n", path);
+		return 125;
+	}
+	return fn(g, cmd, argc, argv);
 }
 
 int main(int argc, char **argv)
@@ -71,18 +107,10 @@ int main(int argc, char **argv)
 	char **sub_argv = argv + i;
 	if (strcmp(cmd, "oci") == 0)
 		return lm_cli_oci(sub_argc, sub_argv);
-	if (strcmp(cmd, "pull") == 0)
-		return lm_cli_pull(&g, sub_argc, sub_argv);
-	if (strcmp(cmd, "images") == 0)
-		return lm_cli_images(&g, sub_argc, sub_argv);
-	if (strcmp(cmd, "rmi") == 0)
-		return lm_cli_rmi(&g, sub_argc, sub_argv);
-	if (strcmp(cmd, "image") == 0)
-		return lm_cli_image(&g, sub_argc, sub_argv);
-	if (strcmp(cmd, "login") == 0)
-		return lm_cli_login(&g, sub_argc, sub_argv);
-	if (strcmp(cmd, "run") == 0)
-		return lm_cli_run(&g, sub_argc, sub_argv);
+	static const char *const module_cmds[] = {"pull", "images", "rmi", "image", "login", "run"};
+	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
+		if (strcmp(cmd, module_cmds[k]) == 0)
+			return run_module(&g, cmd, sub_argc, sub_argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("lamina version %s\n", LAMINA_VERSION);
 		return 0;

@@ -40,17 +40,30 @@
 
 #define READ_BUF_SIZE (256 * 1024)
 #define DISPLAY_MAX 200
+/* Links waiting for their target cost memory but no inode: bounded.  Real
+ * layers have none or a handful. */
+#define MAX_DEFERRED_LINKS 65536
 
+/* One record per directory name (a name given twice updates its record), so
+ * memory follows the directories on disk, not the entries in the archive. */
 struct deferred_dir {
 	char *path;
-	size_t seq;
 	mode_t mode;
 	struct timespec times[2];
 };
 
 struct deferred_link {
 	char *path;
-	char *target;
+	char *target;  /* NULL: a later entry took the name */
+};
+
+/* Name -> record index, open addressing; keys point into the records. */
+struct name_index {
+	struct name_slot {
+		const char *key;
+		size_t idx;
+	} *slots;
+	size_t cap, used;
 };
 
 struct unpacker {
@@ -69,8 +82,10 @@ struct unpacker {
 
 	struct deferred_dir *dirs;
 	size_t n_dirs, cap_dirs;
+	struct name_index dir_index;
 	struct deferred_link *links;
-	size_t n_links, cap_links;
+	size_t n_links, cap_links, live_links;
+	struct name_index link_index;
 
 	char display[DISPLAY_MAX + 4]; /* the current entry's name, printable */
 };
@@ -376,39 +391,129 @@ static int set_opaque(struct unpacker *u, int dirfd, struct lm_error *err)
 	return 0;
 }
 
+/* --- deferred work --- */
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+/* The slot holding key, or the empty one where it would go. */
+static struct name_slot *name_slot(const struct name_index *ni, const char *key)
+{
+	size_t mask = ni->cap - 1;
+	for (size_t i = name_hash(key) & mask;; i = (i + 1) & mask)
+		if (!ni->slots[i].key || strcmp(ni->slots[i].key, key) == 0)
+			return &ni->slots[i];
+}
+
+static bool name_get(const struct name_index *ni, const char *key, size_t *idx)
+{
+	if (ni->cap == 0)
+		return false;
+	const struct name_slot *s = name_slot(ni, key);
+	if (!s->key)
+		return false;
+	*idx = s->idx;
+	return true;
+}
+
+/* key must not be in the index yet, and must outlive it. */
+static int name_put(struct name_index *ni, const char *key, size_t idx, struct lm_error *err)
+{
+	if (2 * (ni->used + 1) > ni->cap) {
+		size_t cap = ni->cap ? ni->cap * 2 : 64;
+		struct name_index bigger = { .slots = calloc(cap, sizeof(struct name_slot)), .cap = cap };
+		if (!bigger.slots)
+			return lm_err(err, ENOMEM, "out of memory");
+		for (size_t i = 0; i < ni->cap; i++)
+			if (ni->slots[i].key)
+				*name_slot(&bigger, ni->slots[i].key) = ni->slots[i];
+		bigger.used = ni->used;
+		free(ni->slots);
+		*ni = bigger;
+	}
+	*name_slot(ni, key) = (struct name_slot){ .key = key, .idx = idx };
+	ni->used++;
+	return 0;
+}
+
 static int defer_dir(struct unpacker *u, const char *path, struct archive_entry *e, struct lm_error *err)
 {
-	if (u->n_dirs == u->cap_dirs) {
-		size_t cap = u->cap_dirs ? u->cap_dirs * 2 : 64;
-		struct deferred_dir *nd = realloc(u->dirs, cap * sizeof(*nd));
-		if (!nd)
+	size_t i;
+	if (!name_get(&u->dir_index, path, &i)) {
+		if (u->n_dirs == u->cap_dirs) {
+			size_t cap = u->cap_dirs ? u->cap_dirs * 2 : 64;
+			struct deferred_dir *nd = realloc(u->dirs, cap * sizeof(*nd));
+			if (!nd)
+				return lm_err(err, ENOMEM, "out of memory");
+			u->dirs = nd;
+			u->cap_dirs = cap;
+		}
+		i = u->n_dirs;
+		u->dirs[i].path = strdup(path);
+		if (!u->dirs[i].path)
 			return lm_err(err, ENOMEM, "out of memory");
-		u->dirs = nd;
-		u->cap_dirs = cap;
+		u->n_dirs++;
+		if (name_put(&u->dir_index, u->dirs[i].path, i, err) < 0)
+			return -1;
 	}
-	struct deferred_dir *d = &u->dirs[u->n_dirs];
-	d->path = strdup(path);
-	if (!d->path)
-		return lm_err(err, ENOMEM, "out of memory");
-	d->seq = u->n_dirs;
-	d->mode = archive_entry_perm(e) & 07777;
-	entry_times(e, d->times);
-	u->n_dirs++;
+	u->dirs[i].mode = archive_entry_perm(e) & 07777;
+	entry_times(e, u->dirs[i].times);
 	return 0;
 }
 
 /* A later entry at the same name wins over a link still waiting for its target. */
 static void drop_deferred_link(struct unpacker *u, const char *path)
 {
-	for (size_t i = 0; i < u->n_links;) {
-		if (strcmp(u->links[i].path, path) == 0) {
-			free(u->links[i].path);
-			free(u->links[i].target);
-			u->links[i] = u->links[--u->n_links];
-		} else {
-			i++;
-		}
+	size_t i;
+	if (u->live_links == 0 || !name_get(&u->link_index, path, &i) || !u->links[i].target)
+		return;
+	free(u->links[i].target);
+	u->links[i].target = NULL;
+	u->live_links--;
+}
+
+static int defer_link(struct unpacker *u, const char *path, const char *target, struct lm_error *err)
+{
+	char *t = strdup(target);
+	if (!t)
+		return lm_err(err, ENOMEM, "out of memory");
+	size_t i;
+	if (name_get(&u->link_index, path, &i)) {
+		if (!u->links[i].target)
+			u->live_links++;
+		free(u->links[i].target);
+		u->links[i].target = t;
+		return 0;
 	}
+	if (u->n_links >= MAX_DEFERRED_LINKS) {
+		free(t);
+		return entry_err(u, err, E2BIG, "more than %d hard links whose target comes later",
+				 MAX_DEFERRED_LINKS);
+	}
+	if (u->n_links == u->cap_links) {
+		size_t cap = u->cap_links ? u->cap_links * 2 : 16;
+		struct deferred_link *nl = realloc(u->links, cap * sizeof(*nl));
+		if (!nl) {
+			free(t);
+			return lm_err(err, ENOMEM, "out of memory");
+		}
+		u->links = nl;
+		u->cap_links = cap;
+	}
+	i = u->n_links;
+	u->links[i] = (struct deferred_link){ .path = strdup(path), .target = t };
+	if (!u->links[i].path) {
+		free(t);
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	u->n_links++;
+	u->live_links++;
+	return name_put(&u->link_index, u->links[i].path, i, err);
 }
 
 /* --- entries --- */
@@ -648,24 +753,7 @@ static int apply_hardlink(struct unpacker *u, const char *path, const char *raw_
 	if (r != 0)
 		return r < 0 ? -1 : 0;
 	/* Target not there yet: retried after the last entry. */
-	if (u->n_links == u->cap_links) {
-		size_t cap = u->cap_links ? u->cap_links * 2 : 16;
-		struct deferred_link *nl = realloc(u->links, cap * sizeof(*nl));
-		if (!nl)
-			return lm_err(err, ENOMEM, "out of memory");
-		u->links = nl;
-		u->cap_links = cap;
-	}
-	struct deferred_link *l = &u->links[u->n_links];
-	l->path = strdup(path);
-	l->target = strdup(target);
-	if (!l->path || !l->target) {
-		free(l->path);
-		free(l->target);
-		return lm_err(err, ENOMEM, "out of memory");
-	}
-	u->n_links++;
-	return 0;
+	return defer_link(u, path, target, err);
 }
 
 static int apply_whiteout(struct unpacker *u, const char *path, const char *base, struct lm_error *err)
@@ -786,6 +874,8 @@ static int finish_links(struct unpacker *u, struct lm_error *err)
 {
 	for (size_t i = 0; i < u->n_links; i++) {
 		struct deferred_link *l = &u->links[i];
+		if (!l->target)
+			continue;
 		set_display(u, l->path);
 		int r = try_hardlink(u, l->path, l->target, err);
 		if (r < 0)
@@ -799,23 +889,18 @@ static int finish_links(struct unpacker *u, struct lm_error *err)
 static int cmp_dirs(const void *a, const void *b)
 {
 	const struct deferred_dir *x = a, *y = b;
-	int c = strcmp(x->path, y->path);
-	if (c)
-		return c;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
+	return strcmp(x->path, y->path);
 }
 
 static int finish_dirs(struct unpacker *u, struct lm_error *err)
 {
 	if (u->n_dirs == 0)
 		return 0;
+	/* Deepest first: a child sorts after its parent.  (The index is stale
+	 * from here on.) */
 	qsort(u->dirs, u->n_dirs, sizeof(*u->dirs), cmp_dirs);
-	/* Deepest first (a child sorts after its parent), and of one name only
-	 * the last entry. */
 	for (size_t i = u->n_dirs; i-- > 0;) {
 		struct deferred_dir *d = &u->dirs[i];
-		if (i + 1 < u->n_dirs && strcmp(d->path, u->dirs[i + 1].path) == 0)
-			continue;
 		set_display(u, *d->path ? d->path : ".");
 		autofd fd = -1;
 		if (!*d->path) {
@@ -987,11 +1072,13 @@ int lm_unpack(struct lm_reader *tar_stream, int target_dirfd, const struct lm_un
 	for (size_t i = 0; i < u.n_dirs; i++)
 		free(u.dirs[i].path);
 	free(u.dirs);
+	free(u.dir_index.slots);
 	for (size_t i = 0; i < u.n_links; i++) {
 		free(u.links[i].path);
 		free(u.links[i].target);
 	}
 	free(u.links);
+	free(u.link_index.slots);
 	if (r < 0)
 		return err->code > 0 ? -err->code : -1;
 	return 0;

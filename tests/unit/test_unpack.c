@@ -614,8 +614,18 @@ static void test_later_entries_replace(void **state)
 	tb_symlink(t, "s2", "/etc/passwd");
 	tb_dir(t, "s2");
 	tb_file(t, "s2/x", "inside");
+	/* The same directory twice: the last entry's metadata. */
+	tb_add(t, &(struct ent){ .path = "twice", .type = AE_IFDIR, .perm = 0700, .mtime = 1000000000 });
+	tb_file(t, "twice/x", "x");
+	tb_add(t, &(struct ent){ .path = "twice/", .type = AE_IFDIR, .perm = 0751, .uid = 5,
+				 .mtime = 1100000000 });
 	struct run r = { 0 };
 	expect_ok(tb_finish(t), &r);
+	struct stat st = lst("twice");
+	assert_int_equal(st.st_mode & 07777, 0751);
+	assert_int_equal(st.st_uid, 5);
+	assert_int_equal(st.st_mtim.tv_sec, 1100000000);
+	assert_file_content("twice/x", "x");
 	assert_file_content("f", "second");
 	assert_true(S_ISDIR(lst("d").st_mode));
 	assert_file_content("d/inner", "in");
@@ -635,8 +645,14 @@ static void test_hardlinks(void **state)
 	tb_file(t, "a", "A");
 	tb_hardlink(t, "/b", "/a"); /* absolute names stay inside */
 	tb_hardlink(t, "dir/c", "a");
+	/* A link waiting for its target loses its name to a later entry. */
+	tb_hardlink(t, "taken", "comes-later");
+	tb_file(t, "taken", "own");
+	tb_file(t, "comes-later", "other");
 	struct run r = { 0 };
 	expect_ok(tb_finish(t), &r);
+	assert_file_content("taken", "own");
+	assert_int_equal(lst("taken").st_nlink, 1);
 	assert_int_equal(lst("early").st_ino, lst("later").st_ino);
 	assert_int_equal(lst("a").st_ino, lst("b").st_ino);
 	assert_int_equal(lst("a").st_ino, lst("dir/c").st_ino);
