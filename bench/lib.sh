@@ -60,9 +60,13 @@ YML
 }
 
 bench_registry_stop() {
-	[ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+	if [ -n "${REGISTRY_PID:-}" ]; then
+		kill "$REGISTRY_PID" 2>/dev/null || true
+		wait "$REGISTRY_PID" 2>/dev/null || true
+	fi
 	[ -n "${REGISTRY_DIR:-}" ] && rm -rf "$REGISTRY_DIR"
 	REGISTRY_PID=
+	return 0 # (set -e callers: the registry's exit by our SIGTERM is no failure)
 }
 
 # Push an OCI layout tag to the registry as NAME:TAG.
