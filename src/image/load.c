@@ -201,51 +201,17 @@ static enum member_kind classify(const char *name, char expected[LM_DIGEST_SIZE]
 	return MEMBER_IGNORED;
 }
 
-/* An archive member name as a clean relative path ("./" and empty
- * components dropped).  1: nothing is left (the archive root); -1: the name
- * is absolute, has a ".." component or is too long. */
-static int clean_name(const char *in, char *out, size_t size)
+/* Lexically cleaned relative path: "./" and empty components dropped; ".."
+ * either refused (-1) or, with pop, taking back the previous component (and
+ * refused when there is none to take back).  Returns 0, 1 when nothing is
+ * left, -1 when refused or too long. */
+static int clean_path(const char *in, bool pop, char *out, size_t size)
 {
-	if (in[0] == '/')
-		return -1;
 	size_t o = 0;
 	for (const char *p = in; *p;) {
 		size_t n = strcspn(p, "/");
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return -1;
-		if (n && !(n == 1 && p[0] == '.')) {
-			if (o + n + 2 > size)
-				return -1;
-			if (o)
-				out[o++] = '/';
-			memcpy(out + o, p, n);
-			o += n;
-		}
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	out[o] = '\0';
-	return o ? 0 : 1;
-}
-
-/* The member a symlink named `link` pointing at `target` stands for,
- * resolved lexically; -1 when it leaves the archive (absolute targets do). */
-static int symlink_member(const char *link, const char *target, char *out, size_t size)
-{
-	if (target[0] == '/')
-		return -1;
-	const char *slash = strrchr(link, '/');
-	size_t dl = slash ? (size_t)(slash - link) : 0;
-	char joined[2 * PATH_MAX];
-	int len = snprintf(joined, sizeof(joined), "%.*s%s%s", (int)dl, link, dl ? "/" : "", target);
-	if (len < 0 || (size_t)len >= sizeof(joined))
-		return -1;
-	size_t o = 0;
-	for (const char *p = joined; *p;) {
-		size_t n = strcspn(p, "/");
 		if (n == 2 && p[0] == '.' && p[1] == '.') {
-			if (o == 0)
+			if (!pop || o == 0)
 				return -1;
 			while (o > 0 && out[o - 1] != '/')
 				o--;
@@ -264,7 +230,32 @@ static int symlink_member(const char *link, const char *target, char *out, size_
 			p++;
 	}
 	out[o] = '\0';
-	return o ? 0 : -1;
+	return o ? 0 : 1;
+}
+
+/* An archive member name as a clean relative path.  1: nothing is left (the
+ * archive root); -1: the name is absolute, has a ".." component or is too
+ * long. */
+static int clean_name(const char *in, char *out, size_t size)
+{
+	if (in[0] == '/')
+		return -1;
+	return clean_path(in, false, out, size);
+}
+
+/* The member a symlink named `link` pointing at `target` stands for,
+ * resolved lexically; -1 when it leaves the archive (absolute targets do). */
+static int symlink_member(const char *link, const char *target, char *out, size_t size)
+{
+	if (target[0] == '/')
+		return -1;
+	const char *slash = strrchr(link, '/');
+	size_t dl = slash ? (size_t)(slash - link) : 0;
+	char joined[2 * PATH_MAX];
+	int len = snprintf(joined, sizeof(joined), "%.*s%s%s", (int)dl, link, dl ? "/" : "", target);
+	if (len < 0 || (size_t)len >= sizeof(joined))
+		return -1;
+	return clean_path(joined, true, out, size) == 0 ? 0 : -1;
 }
 
 /* --- reading an archive --- */
