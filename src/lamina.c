@@ -13,7 +13,7 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: lamina [--root DIR] [--state DIR] COMMAND [ARGS...]\n"
+		"Usage: lamina [--root DIR] [--state DIR] [registry options] COMMAND [ARGS...]\n"
 		"\n"
 		"Images:\n"
 		"  pull IMAGE          pull an image from a registry\n"
@@ -31,7 +31,10 @@ static void usage(FILE *out)
 		"  version, help\n"
 		"\n"
 		"--root: images and layers (default /var/lib/lamina, or $LAMINA_ROOT);\n"
-		"--state: runtime state (default /run/lamina, or $LAMINA_STATE).\n");
+		"--state: runtime state (default /run/lamina, or $LAMINA_STATE);\n"
+		"--default-registry HOST: where names without a registry go (default docker.io, or\n"
+		"  $LAMINA_DEFAULT_REGISTRY); --registry-mirror REGISTRY=ENDPOINT (repeatable): tried\n"
+		"  before REGISTRY; --insecure-registry HOST (repeatable): no TLS verification.\n");
 }
 
 typedef int (*module_main_fn)(const struct lm_cli_global *g, const char *cmd, int argc, char **argv);
@@ -79,10 +82,15 @@ int main(int argc, char **argv)
 		.root = getenv("LAMINA_ROOT") ? getenv("LAMINA_ROOT") : "/var/lib/lamina",
 		.state = getenv("LAMINA_STATE") ? getenv("LAMINA_STATE") : "/run/lamina",
 	};
+	g.default_registry = getenv("LAMINA_DEFAULT_REGISTRY");
 	bool help = false, version = false;
+	struct strlist mirrors = {0}, insecure = {0};
 	struct opt opts[] = {
 		{"root", 0, OPT_STRING, &g.root},
 		{"state", 0, OPT_STRING, &g.state},
+		{"default-registry", 0, OPT_STRING, &g.default_registry},
+		{"registry-mirror", 0, OPT_LIST, &mirrors},
+		{"insecure-registry", 0, OPT_LIST, &insecure},
 		{"help", 'h', OPT_FLAG, &help},
 		{"version", 0, OPT_FLAG, &version},
 		{NULL, 0, 0, NULL},
@@ -90,6 +98,10 @@ int main(int argc, char **argv)
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, "lamina") < 0)
 		return 2;
+	g.mirrors = mirrors.v;
+	g.n_mirrors = mirrors.n;
+	g.insecure = insecure.v;
+	g.n_insecure = insecure.n;
 	if (help) {
 		usage(stdout);
 		return 0;

@@ -11,6 +11,13 @@ struct lm_registry_client;
 struct lm_cli_global {
 	const char *root;   /* images and containers' layers: /var/lib/lamina */
 	const char *state;  /* runtime state: /run/lamina */
+	/* registries: where bare names go (NULL: docker.io), mirrors as
+	 * "REGISTRY=ENDPOINT", registries reached without TLS verification */
+	const char *default_registry;
+	char **mirrors;
+	size_t n_mirrors;
+	char **insecure;
+	size_t n_insecure;
 };
 
 int lm_cli_oci(int argc, char **argv);

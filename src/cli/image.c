@@ -149,10 +149,46 @@ int lm_cli_open_store(const struct lm_cli_global *g, struct lm_store **s, struct
 int lm_cli_registry_client(const struct lm_cli_global *g, const char *insecure_registry,
 			   struct lm_registry_client **c, struct lm_error *err)
 {
-	const char *insecure[2] = {insecure_registry, NULL};
-	struct lm_registry_opts ro = {.insecure = insecure_registry ? insecure : NULL};
-	(void)g;
-	return lm_registry_client_new(&ro, c, err);
+	const char **insecure = calloc(g->n_insecure + 2, sizeof(char *));
+	struct lm_registry_mirror *mirrors = calloc(g->n_mirrors + 1, sizeof(*mirrors));
+	char **mirror_names = calloc(g->n_mirrors + 1, sizeof(char *));
+	int rc = -1;
+	if (!insecure || !mirrors || !mirror_names) {
+		lm_err(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < g->n_insecure; i++)
+		insecure[n++] = g->insecure[i];
+	if (insecure_registry)
+		insecure[n++] = insecure_registry;
+	for (size_t i = 0; i < g->n_mirrors; i++) {
+		const char *eq = strchr(g->mirrors[i], '=');
+		if (!eq || eq == g->mirrors[i] || !eq[1]) {
+			lm_err(err, EINVAL, "--registry-mirror %s: expected REGISTRY=ENDPOINT", g->mirrors[i]);
+			goto out;
+		}
+		mirror_names[i] = strndup(g->mirrors[i], (size_t)(eq - g->mirrors[i]));
+		if (!mirror_names[i]) {
+			lm_err(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		mirrors[i] = (struct lm_registry_mirror){mirror_names[i], eq + 1};
+	}
+	struct lm_registry_opts ro = {
+		.insecure = n ? insecure : NULL,
+		.mirrors = g->n_mirrors ? mirrors : NULL,
+		.n_mirrors = g->n_mirrors,
+	};
+	rc = lm_registry_client_new(&ro, c, err);
+out:
+	/* the client keeps copies of what it needs */
+	for (size_t i = 0; mirror_names && i < g->n_mirrors; i++)
+		free(mirror_names[i]);
+	free(mirror_names);
+	free(mirrors);
+	free(insecure);
+	return rc;
 }
 
 int lm_cli_pull(const struct lm_cli_global *g, int argc, char **argv)
@@ -184,8 +220,9 @@ int lm_cli_pull(const struct lm_cli_global *g, int argc, char **argv)
 	if (!quiet)
 		po.progress = &progress;
 
+	po.default_registry = g->default_registry;
 	struct lm_image_ref ref = {0};
-	if (lm_image_ref_parse(argv[i], NULL, &ref, &err) < 0)
+	if (lm_image_ref_parse(argv[i], g->default_registry, &ref, &err) < 0)
 		return fail(prog, &err);
 	struct lm_store *store = NULL;
 	struct lm_registry_client *client = NULL;
@@ -294,8 +331,22 @@ int lm_cli_images(const struct lm_cli_global *g, int argc, char **argv)
 }
 
 /* A name, or an image id (a prefix of the config digest, as docker's). */
-static int find_image(struct lm_store *store, const char *arg, struct lm_image_record *rec, struct lm_error *err)
+static int find_image(const struct lm_cli_global *g, struct lm_store *store, const char *arg,
+		      struct lm_image_record *rec, struct lm_error *err)
 {
+	if (g->default_registry) {
+		/* a bare name means the configured registry, not docker.io */
+		struct lm_image_ref ref = {0};
+		struct lm_error ignored;
+		if (lm_image_ref_parse(arg, g->default_registry, &ref, &ignored) == 0) {
+			char *name = lm_image_ref_string(&ref);
+			int r = name ? lm_store_image_get(store, name, rec, err) : -1;
+			free(name);
+			lm_image_ref_free(&ref);
+			if (r == 0)
+				return 0;
+		}
+	}
 	if (lm_store_image_get(store, arg, rec, err) == 0)
 		return 0;
 	const char *hex = strncmp(arg, "sha256:", 7) == 0 ? arg + 7 : arg;
@@ -318,7 +369,7 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv)
 	int rc = 0;
 	for (; i < argc; i++) {
 		struct lm_image_record rec = {0};
-		if (find_image(store, argv[i], &rec, &err) < 0) {
+		if (find_image(g, store, argv[i], &rec, &err) < 0) {
 			fail(prog, &err);
 			rc = 1;
 			continue;
@@ -460,7 +511,7 @@ int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv)
 			return 2;
 		}
 		struct lm_image_record rec = {0};
-		if (lm_cli_open_store(g, &store, &err) < 0 || find_image(store, argv[2], &rec, &err) < 0) {
+		if (lm_cli_open_store(g, &store, &err) < 0 || find_image(g, store, argv[2], &rec, &err) < 0) {
 			lm_store_close(store);
 			return fail("lamina image inspect", &err);
 		}

@@ -248,6 +248,7 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 	struct lm_pull_opts po = {0};
 	struct lm_platform plat = {0};
 	char platbuf[128];
+	po.default_registry = g->default_registry;
 	if (lm_pull_policy_parse(pull, &po.policy, &err) < 0)
 		goto fail;
 	if (platform) {

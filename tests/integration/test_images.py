@@ -584,3 +584,19 @@ def test_whiteouts_and_hard_links_in_the_container(lamina, registry):
     p = lamina("run", "--rm", ref, "/bin/busybox", "sh", "-c", script)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["kept", "link", "new", "2", "re-added"]
+
+
+def test_default_registry_and_mirror(lamina, registry, images):
+    """--default-registry sends bare names to another registry than docker.io;
+    --registry-mirror serves a registry's images from a mirror first."""
+    p = lamina("--default-registry", registry.host, "pull", "test/one:1")
+    assert p.returncode == 0, p.stderr
+    assert [i["name"] for i in lamina.images()] == [f"{registry.host}/test/one:1"]
+    lamina("--default-registry", registry.host, "rmi", "test/one:1", check=True)
+    assert lamina.images() == []
+    # "registry.invalid" does not exist: only its mirror can serve the pull
+    p = lamina("--registry-mirror", f"registry.invalid={registry.host}", "pull", "registry.invalid/test/one:1")
+    assert p.returncode == 0, p.stderr
+    assert [i["name"] for i in lamina.images()] == ["registry.invalid/test/one:1"]
+    p = lamina("--registry-mirror", "nonsense", "pull", "registry.invalid/test/one:1")
+    assert p.returncode == 1 and "REGISTRY=ENDPOINT" in p.stderr
