@@ -178,14 +178,14 @@ static bool is_magic_link(int linkfd, int dirfd)
 static int walk_from(int rootfd, int startfd, const char *path, bool follow_last, int mkdir_mode,
 		     struct lm_error *err)
 {
-	autofree char *rest = strdup(path);
-	if (!rest)
+	autofree char *pending = strdup(path);
+	if (!pending)
 		return lm_err(err, ENOMEM, "resolve %s: out of memory", path);
 	autofd cur = openat(startfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (cur < 0)
 		return lm_err_sys(err, "resolve %s: open start", path);
 	int links = 0;
-	char *p = rest;
+	char *p = pending;
 	for (;;) {
 		while (*p == '/')
 			p++;
@@ -262,9 +262,9 @@ static int walk_from(int rootfd, int startfd, const char *path, bool follow_last
 					return lm_err_sys(err, "resolve %s: open root", path);
 				}
 			}
-			free(rest);
-			rest = nt;
-			p = rest;
+			free(pending);
+			pending = nt;
+			p = pending;
 			continue;
 		}
 		if ((trailing || mkdir_mode >= 0 || !last) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
