@@ -70,6 +70,39 @@ static int run_module(const struct lm_cli_global *g, const char *cmd, int argc, 
 	return fn(g, cmd, argc, argv);
 }
 
+static int dispatch(const struct lm_cli_global *g, bool help, bool version, int argc, char **argv)
+{
+	if (help) {
+		usage(stdout);
+		return 0;
+	}
+	if (version) {
+		printf("lamina version %s\n", LAMINA_VERSION);
+		return 0;
+	}
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[0];
+	if (strcmp(cmd, "oci") == 0)
+		return lm_cli_oci(argc, argv);
+	static const char *const module_cmds[] = {"pull", "images", "rmi", "image", "login", "run"};
+	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
+		if (strcmp(cmd, module_cmds[k]) == 0)
+			return run_module(g, cmd, argc, argv);
+	if (strcmp(cmd, "version") == 0) {
+		printf("lamina version %s\n", LAMINA_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "lamina: unknown command \"%s\" (see lamina help)\n", cmd);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	const char *self = argc > 0 ? argv[0] : "lamina";
@@ -102,35 +135,8 @@ int main(int argc, char **argv)
 	g.n_mirrors = mirrors.n;
 	g.insecure = insecure.v;
 	g.n_insecure = insecure.n;
-	if (help) {
-		usage(stdout);
-		return 0;
-	}
-	if (version) {
-		printf("lamina version %s\n", LAMINA_VERSION);
-		return 0;
-	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
-	}
-	const char *cmd = argv[i];
-	int sub_argc = argc - i;
-	char **sub_argv = argv + i;
-	if (strcmp(cmd, "oci") == 0)
-		return lm_cli_oci(sub_argc, sub_argv);
-	static const char *const module_cmds[] = {"pull", "images", "rmi", "image", "login", "run"};
-	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
-		if (strcmp(cmd, module_cmds[k]) == 0)
-			return run_module(&g, cmd, sub_argc, sub_argv);
-	if (strcmp(cmd, "version") == 0) {
-		printf("lamina version %s\n", LAMINA_VERSION);
-		return 0;
-	}
-	if (strcmp(cmd, "help") == 0) {
-		usage(stdout);
-		return 0;
-	}
-	fprintf(stderr, "lamina: unknown command \"%s\" (see lamina help)\n", cmd);
-	return 2;
+	int rc = dispatch(&g, help, version, argc - i, argv + i);
+	free(mirrors.v);
+	free(insecure.v);
+	return rc;
 }
