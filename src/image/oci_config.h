@@ -23,7 +23,7 @@
  *  - cwd: opts.workdir (absolute), else the image's WorkingDir (a relative one
  *    is taken from "/"), else "/".
  *  - user: opts.user, else the image's User, else root; see
- *    lm_image_user_resolve().
+ *    lm_image_user_resolve() (passwd.h).
  *  - capabilities: the default set; cap_add "ALL" starts from every
  *    capability; cap_drop "ALL" empties the set; then drops are removed and
  *    adds added (an add wins over a drop of the same one).  privileged: every
@@ -50,10 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image/passwd.h"
 #include "util/error.h"
-
-/* Bound on reading the image's /etc/passwd and /etc/group. */
-#define LM_IMAGE_ACCOUNT_FILE_MAX ((size_t)1 << 20)
 
 enum lm_run_mount_type { LM_RUN_MOUNT_BIND, LM_RUN_MOUNT_TMPFS };
 
@@ -111,17 +109,3 @@ struct lm_image_run {
 int lm_oci_config_build(const char *image_config, size_t len, const struct lm_run_opts *opts, int rootfd,
 			struct lm_image_run *out, struct lm_error *err);
 void lm_image_run_free(struct lm_image_run *r);
-
-struct lm_user {
-	uint32_t uid, gid;
-	uint32_t *additional_gids;
-	size_t n_additional_gids;
-};
-
-/* Resolve a user as the image knows it.  NULL or "" is root.  A name must be
- * in /etc/passwd; a numeric uid need not be (its gid is then 0).  Without a
- * group part, the gid is the user's primary group and additional_gids the
- * groups of /etc/group that list the user by name; with one, exactly that
- * group.  Malformed lines are skipped.  rootfd < 0: no files (numeric only). */
-int lm_image_user_resolve(int rootfd, const char *user, struct lm_user *out, struct lm_error *err);
-void lm_user_free(struct lm_user *u);
