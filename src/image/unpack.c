@@ -77,6 +77,7 @@ struct unpacker {
 	unsigned char *buf;
 	uint64_t bytes_read;
 	bool src_eof;
+	bool ended_early; /* the stream ended after the last file's data: see write_data */
 	bool read_failed;
 	struct lm_error read_err;
 
@@ -533,6 +534,15 @@ static int write_data(struct unpacker *u, struct archive *a, struct archive_entr
 			if (u->read_failed) {
 				*err = u->read_err;
 				return -1;
+			}
+			/* Some writers (Debian's umoci 0.4.7 `insert`) end the stream
+			 * right after the last file's data, without its block padding
+			 * and end-of-archive blocks.  Every byte of the file is here and
+			 * nothing can follow: that is the end of the layer, not damage. */
+			if (u->src_eof && archive_entry_size_is_set(e) && end == archive_entry_size(e) &&
+			    !archive_entry_sparse_count(e)) {
+				u->ended_early = true;
+				break;
 			}
 			return entry_err(u, err, EINVAL, "%s", archive_error_string(a) ?: "corrupt file data");
 		}
@@ -1028,6 +1038,8 @@ static int run(struct unpacker *u, struct archive *a, struct lm_error *err)
 		}
 		if (apply_entry(u, a, e, err) < 0)
 			return -1;
+		if (u->ended_early)
+			break;
 	}
 	if (drain(u, err) < 0)
 		return -1;

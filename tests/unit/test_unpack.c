@@ -971,6 +971,22 @@ static void test_malformed_headers(void **state)
 	snprintf((char *)b.p + 148, 8, "%06o", sum);
 	expect_error(b, "Truncated tar archive");
 
+	/* A stream that ends right after the last file's data (no padding, no
+	 * end blocks), as Debian's umoci writes: the layer is complete. */
+	b = (struct buf){ 0 };
+	raw_entry(&b, "first", '0', "hello", NULL);
+	raw_entry(&b, "last", '0', "0123456789", NULL);
+	b.len -= 512 - 10;
+	struct run ended = { 0 };
+	expect_ok(b, &ended);
+	assert_file_content("first", "hello");
+	assert_file_content("last", "0123456789");
+	/* ...but a stream cut inside the last file's data is damage */
+	b = (struct buf){ 0 };
+	raw_entry(&b, "cut", '0', "0123456789", NULL);
+	b.len -= 512 - 7;
+	expect_error(b, "cut");
+
 	/* A GNU long name past PATH_MAX. */
 	b = (struct buf){ 0 };
 	size_t n = PATH_MAX + 100;
