@@ -1,9 +1,10 @@
 """Images end to end, as a user sees them: lamina pull / images / rmi / image prune /
 login, and lamina run --rm IMAGE, against Debian's docker-registry on loopback.
 
-Images are built with umoci from a busybox-static rootfs with the probe and an
-/etc/passwd (the "app" image), plus the multi-layer and multi-platform images of
-registry.py, and a hand-made image whose layer tries to escape its directory.
+The images are written here as an OCI layout (tar layers made with Python's tarfile)
+and pushed with skopeo: busybox alone, three layers, a multi-platform index, whiteouts
+and hard links across layers, busybox + probe + /etc/passwd with an entrypoint (the
+"app" image), and layers that try to escape their directory or lie about their diff id.
 """
 
 import gzip
