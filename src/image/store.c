@@ -1159,6 +1159,22 @@ int lm_store_image_remove(struct lm_store *s, const char *name, struct lm_error 
 	return r < 0 ? lm_error_prefix(err, "remove image %s", name) : 0;
 }
 
+/* A directory stream over a directory fd, on its own open file
+ * description (readdir's position is not shared with dirfd); NULL with errno. */
+static DIR *opendir_at(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return d;
+}
+
 /* ---------------------------------------------------------------- gc */
 
 int lm_store_gc_tmp(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *err)
@@ -1168,14 +1184,9 @@ int lm_store_gc_tmp(struct lm_store *s, uint64_t *freed_bytes, struct lm_error *
 	autofd guard = openat(s->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (guard < 0 || flock_retry(guard, LOCK_EX) < 0)
 		return lm_err_sys(err, "lock %s/tmp", s->root);
-	int dfd = openat(s->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	autoclosedir *d = opendir_at(s->tmpfd);
+	if (!d)
 		return lm_err_sys(err, "open %s/tmp", s->root);
-	autoclosedir *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return lm_err_sys(err, "open %s/tmp", s->root);
-	}
 	int result = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -1227,14 +1238,9 @@ static bool keep_has(const struct keep_set *k, const char *hex)
 
 static int prune_blobs(struct lm_store *s, const struct keep_set *keep, uint64_t *freed, struct lm_error *err)
 {
-	int dfd = openat(s->blobsfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	autoclosedir *d = opendir_at(s->blobsfd);
+	if (!d)
 		return lm_err_sys(err, "open %s/blobs/sha256", s->root);
-	autoclosedir *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return lm_err_sys(err, "open %s/blobs/sha256", s->root);
-	}
 	int result = 0;
 	bool removed = false;
 	struct dirent *de;
@@ -1261,14 +1267,9 @@ static int prune_blobs(struct lm_store *s, const struct keep_set *keep, uint64_t
 static int prune_snapshots(struct lm_store *s, const struct keep_set *keep, uint64_t *freed,
 			   struct lm_error *err)
 {
-	int dfd = openat(s->snapfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	autoclosedir *d = opendir_at(s->snapfd);
+	if (!d)
 		return lm_err_sys(err, "open %s/snapshots", s->root);
-	autoclosedir *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return lm_err_sys(err, "open %s/snapshots", s->root);
-	}
 	int result = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -1309,14 +1310,9 @@ static int prune_snapshots(struct lm_store *s, const struct keep_set *keep, uint
 /* images.json temp files of writers that died mid-write (we hold the index lock). */
 static void prune_index_temps(struct lm_store *s)
 {
-	int dfd = openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	autoclosedir *d = opendir_at(s->rootfd);
+	if (!d)
 		return;
-	autoclosedir *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
 	struct dirent *de;
 	while ((de = readdir(d)))
 		if (strncmp(de->d_name, IMAGES_FILE ".tmp-", strlen(IMAGES_FILE ".tmp-")) == 0)

@@ -1119,6 +1119,26 @@ static void check_sample(void)
 	assert_true(S_ISLNK(lst("etc/link").st_mode));
 }
 
+/* Unpack data into a fresh target twice, in whole reads and in reads of
+ * `chunk` bytes, and check the sample tree, format and diff id each time. */
+static void unpack_sample_in_chunks(const struct buf *data, size_t chunk_size, enum lm_compression format,
+				    const char *want)
+{
+	for (size_t chunk = 0; chunk <= chunk_size; chunk += chunk_size) {
+		struct run r = { .chunk = chunk };
+		assert_int_equal(lm_rm_rf_at(F.tmpfd, "target", &r.err), 0);
+		assert_int_equal(mkdirat(F.tmpfd, "target", 0755), 0);
+		close(F.target_fd);
+		F.target_fd = openat(F.tmpfd, "target", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (run_layer(data->p, data->len, &r) < 0)
+			fail_msg("chunk %zu: %s", chunk, r.err.msg);
+		assert_int_equal(r.format, format);
+		assert_string_equal(r.diff_id, want);
+		check_sample();
+	}
+	check_outside();
+}
+
 static void test_gzip_multi_member(void **state)
 {
 	struct buf tar = sample_tar();
@@ -1137,19 +1157,7 @@ static void test_gzip_multi_member(void **state)
 	free(c.p);
 
 	/* Whole reads, then tiny reads (member boundaries inside a read). */
-	for (size_t chunk = 0; chunk <= 7; chunk += 7) {
-		struct run r = { .chunk = chunk };
-		assert_int_equal(lm_rm_rf_at(F.tmpfd, "target", &r.err), 0);
-		assert_int_equal(mkdirat(F.tmpfd, "target", 0755), 0);
-		close(F.target_fd);
-		F.target_fd = openat(F.tmpfd, "target", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (run_layer(all.p, all.len, &r) < 0)
-			fail_msg("chunk %zu: %s", chunk, r.err.msg);
-		assert_int_equal(r.format, LM_COMPRESSION_GZIP);
-		assert_string_equal(r.diff_id, want);
-		check_sample();
-	}
-	check_outside();
+	unpack_sample_in_chunks(&all, 7, LM_COMPRESSION_GZIP, want);
 	free(all.p);
 	free(tar.p);
 }
@@ -1241,19 +1249,7 @@ static void test_zstd_multi_frame(void **state)
 	buf_add(&all, b.p, b.len);
 	free(a.p);
 	free(b.p);
-	for (size_t chunk = 0; chunk <= 5; chunk += 5) {
-		struct run r = { .chunk = chunk };
-		assert_int_equal(lm_rm_rf_at(F.tmpfd, "target", &r.err), 0);
-		assert_int_equal(mkdirat(F.tmpfd, "target", 0755), 0);
-		close(F.target_fd);
-		F.target_fd = openat(F.tmpfd, "target", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (run_layer(all.p, all.len, &r) < 0)
-			fail_msg("chunk %zu: %s", chunk, r.err.msg);
-		assert_int_equal(r.format, LM_COMPRESSION_ZSTD);
-		assert_string_equal(r.diff_id, want);
-		check_sample();
-	}
-	check_outside();
+	unpack_sample_in_chunks(&all, 5, LM_COMPRESSION_ZSTD, want);
 	free(all.p);
 	free(tar.p);
 }
