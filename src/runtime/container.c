@@ -546,14 +546,9 @@ static int read_state(const char *root, const char *id, int *dirfd, struct lm_st
  * (the start time check rules out a recycled pid). */
 static int open_init_pidfd(const struct lm_state *st, struct lm_error *err)
 {
-	int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+	int fd = lm_state_init_pidfd(st);
 	if (fd < 0)
 		return lm_err(err, ESRCH, "container \"%s\" is not running", st->id);
-	unsigned long long start = lm_pid_start_time(st->pid);
-	if (start == 0 || start != st->pid_start) {
-		close(fd);
-		return lm_err(err, ESRCH, "container \"%s\" is not running", st->id);
-	}
 	return fd;
 }
 

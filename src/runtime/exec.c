@@ -251,8 +251,8 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 		if (console_fd < 0)
 			goto out;
 	}
-	pidfd = (int)syscall(SYS_pidfd_open, st.pid, 0);
-	if (pidfd < 0 || lm_pid_start_time(st.pid) == 0 || lm_pid_start_time(st.pid) != st.pid_start) {
+	pidfd = lm_state_init_pidfd(&st);
+	if (pidfd < 0) {
 		lm_err(err, ESRCH, "cannot exec in container \"%s\": it is stopped", o->id);
 		goto out;
 	}

@@ -105,4 +105,8 @@ void lm_state_free(struct lm_state *st);
 /* starttime of pid from /proc, 0 when it is gone or a zombie. */
 unsigned long long lm_pid_start_time(pid_t pid);
 enum lm_status lm_state_status(const struct lm_state *st, int dirfd);
+/* Whether the recorded init process is still the one running (pid and start time). */
+bool lm_state_init_alive(const struct lm_state *st);
+/* A pidfd of the recorded init process, or -1 when it is gone. */
+int lm_state_init_pidfd(const struct lm_state *st);
 json_t *lm_state_to_json(const struct lm_state *st, enum lm_status status);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/container.h"
@@ -215,13 +216,32 @@ unsigned long long lm_pid_start_time(pid_t pid)
 	return strtoull(p, NULL, 10);
 }
 
+bool lm_state_init_alive(const struct lm_state *st)
+{
+	if (st->pid <= 0)
+		return false;
+	/* 0 means "gone" (or unknown): never a match, even for a recorded 0. */
+	unsigned long long start = lm_pid_start_time(st->pid);
+	return start != 0 && start == st->pid_start;
+}
+
+int lm_state_init_pidfd(const struct lm_state *st)
+{
+	int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+	/* checked after opening: a pidfd taken before a pid is reused stays
+	 * with the old process, so a match now means the right one */
+	if (fd >= 0 && !lm_state_init_alive(st)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 enum lm_status lm_state_status(const struct lm_state *st, int dirfd)
 {
 	if (st->pid <= 0 && st->creator > 0 && lm_pid_start_time(st->creator) == st->creator_start)
 		return LM_STATUS_CREATING;
-	/* 0 means "gone" (or unknown): never a match, even for a recorded 0. */
-	unsigned long long start = lm_pid_start_time(st->pid);
-	if (st->pid <= 0 || start == 0 || start != st->pid_start)
+	if (!lm_state_init_alive(st))
 		return LM_STATUS_STOPPED;
 	if (faccessat(dirfd, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return LM_STATUS_CREATED;
