@@ -13,7 +13,7 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: lamina [--root DIR] [--state DIR] [registry options] COMMAND [ARGS...]\n"
+		"Usage: lamina [--root DIR] [--state DIR] [--socket PATH] [registry options] COMMAND [ARGS...]\n"
 		"\n"
 		"Images:\n"
 		"  pull IMAGE          pull an image from a registry\n"
@@ -22,8 +22,19 @@ static void usage(FILE *out)
 		"  image prune|inspect remove unreferenced data; show an image\n"
 		"  image load PATH     load an OCI layout, OCI archive or docker save tarball\n"
 		"  login REGISTRY      store credentials for a registry\n"
-		"Containers:\n"
+		"Containers without the agent:\n"
 		"  run --rm IMAGE [CMD...]  run a container from an image in the foreground\n"
+		"Containers (need the agent: lamina agent):\n"
+		"  run -d IMAGE [CMD...]    create and start a container in the background\n"
+		"  ps [-a] [-q]             list containers (--format json)\n"
+		"  logs [-f] [-t] [--tail N] [--since T] [--until T] CONTAINER\n"
+		"                           show a container's output\n"
+		"  stop [-t S] | kill [-s SIG] | rm [-f] | start | restart [-t S]  CONTAINER...\n"
+		"  inspect CONTAINER...     show containers as JSON\n"
+		"  wait CONTAINER...        wait for containers to end; print their exit codes\n"
+		"  stats [--no-stream] [CONTAINER...]  CPU, memory and pids of containers\n"
+		"  events [--since SEQ]     follow the agent's container events\n"
+		"  agent [--socket PATH]    run the agent in the foreground (see lamina agent --help)\n"
 		"Runtime:\n"
 		"  oci COMMAND         OCI runtime command line (create, start, state, kill, delete, run,\n"
 		"                      exec, list, features, spec), compatible with runc's\n"
@@ -32,6 +43,7 @@ static void usage(FILE *out)
 		"\n"
 		"--root: images and layers (default /var/lib/lamina, or $LAMINA_ROOT);\n"
 		"--state: runtime state (default /run/lamina, or $LAMINA_STATE);\n"
+		"--socket: the agent's API socket (default $LAMINA_SOCKET, else STATE/lamina.sock);\n"
 		"--default-registry HOST: where names without a registry go (default docker.io, or\n"
 		"  $LAMINA_DEFAULT_REGISTRY); --registry-mirror REGISTRY=ENDPOINT (repeatable): tried\n"
 		"  before REGISTRY; --insecure-registry HOST (repeatable): no TLS verification.\n");
@@ -87,7 +99,11 @@ static int dispatch(const struct lm_cli_global *g, bool help, bool version, int 
 	const char *cmd = argv[0];
 	if (strcmp(cmd, "oci") == 0)
 		return lm_cli_oci(argc, argv);
-	static const char *const module_cmds[] = {"pull", "images", "rmi", "image", "login", "run"};
+	static const char *const module_cmds[] = {
+		"pull", "images", "rmi", "image", "login", "run",
+		"ps", "logs", "start", "stop", "restart", "kill", "rm", "inspect", "wait", "stats", "events",
+		"agent",
+	};
 	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
 		if (strcmp(cmd, module_cmds[k]) == 0)
 			return run_module(g, cmd, argc, argv);
@@ -121,6 +137,7 @@ int main(int argc, char **argv)
 	struct opt opts[] = {
 		{"root", 0, OPT_STRING, &g.root},
 		{"state", 0, OPT_STRING, &g.state},
+		{"socket", 0, OPT_STRING, &g.socket},
 		{"default-registry", 0, OPT_STRING, &g.default_registry},
 		{"registry-mirror", 0, OPT_LIST, &mirrors},
 		{"insecure-registry", 0, OPT_LIST, &insecure},

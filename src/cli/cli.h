@@ -18,6 +18,8 @@ struct lm_cli_global {
 	size_t n_mirrors;
 	char **insecure;
 	size_t n_insecure;
+	/* the agent's API socket (--socket); NULL: $LAMINA_SOCKET, else <state>/lamina.sock */
+	const char *socket;
 };
 
 int lm_cli_oci(int argc, char **argv);
@@ -27,6 +29,41 @@ int lm_cli_rmi(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_image(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_login(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv);
+/* The daemon (agent/agent.c). */
+int lm_cli_agent(const struct lm_cli_global *g, int argc, char **argv);
+
+/* Container commands, clients of the agent (cli/containers.c,
+ * cli/container_stats.c).  Exit codes: 0; 1 when the agent reported an
+ * error (the other arguments are still done); 2 for a usage error; 125
+ * when the agent cannot be reached. */
+int lm_cli_ps(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_logs(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_start(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_stop(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_restart(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_kill(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_rm(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_stats(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_events(const struct lm_cli_global *g, int argc, char **argv);
+
+struct lm_client;
+/* The one message for an agent that cannot be reached at socket: "<prog>:
+ * no lamina agent is running at <socket> (start one with: lamina agent)"
+ * when nothing listens there (err->code ENOENT or ECONNREFUSED), else
+ * "<prog>: <err->msg>".  Returns the exit code, 125. */
+int lm_cli_agent_unreachable(const char *prog, const char *socket, const struct lm_error *err);
+/* A client of the agent g names: 0 and *c, or the exit code (125) after
+ * lm_cli_agent_unreachable. */
+int lm_cli_connect(const struct lm_cli_global *g, const char *prog, struct lm_client **c);
+/* After a failed request: prints "<prog>: <message>" and returns 1 when the
+ * agent answered (status != 0); when it did not, reports it as
+ * unreachable and returns 125. */
+int lm_cli_agent_failed(const char *prog, const struct lm_client *c, long status, const struct lm_error *err);
+/* "/v1/containers/<ref>[/<action>][?<query>]", ref escaped, query as it is;
+ * NULL when out of memory. */
+char *lm_cli_container_path(struct lm_client *c, const char *ref, const char *action, const char *query);
 
 struct lm_platform;
 /* "os/arch[/variant]" into p, whose strings point into buf. */

@@ -17,6 +17,22 @@ int strlist_add(struct strlist *l, char *s)
 	return 0;
 }
 
+/* Are all letters of s one-letter flags?  With set, sets them. */
+static bool short_flags(const char *s, const struct opt *opts, bool set)
+{
+	for (; *s; s++) {
+		const struct opt *o = NULL;
+		for (const struct opt *p = opts; p->name; p++)
+			if (p->short_name == *s && p->kind == OPT_FLAG)
+				o = p;
+		if (!o)
+			return false;
+		if (set)
+			*(bool *)o->dest = true;
+	}
+	return true;
+}
+
 /* Parse options from argv[*i] on, stopping at the first positional argument
  * or "--".  Returns 0, or -1 after printing an error. */
 int parse_opts(int argc, char **argv, int *i, const struct opt *opts, const char *prog)
@@ -44,6 +60,11 @@ int parse_opts(int argc, char **argv, int *i, const struct opt *opts, const char
 			for (const struct opt *p = opts; p->name; p++)
 				if (p->short_name == a[1])
 					o = p;
+		} else if (short_flags(a + 1, opts, false)) {
+			/* "-aq": several one-letter flags */
+			short_flags(a + 1, opts, true);
+			(*i)++;
+			continue;
 		}
 		if (!o) {
 			fprintf(stderr, "%s: unknown option %s\n", prog, a);

@@ -1,6 +1,7 @@
 /* The option parser every command line of lamina shares: options before
  * positional arguments (as runc and docker have them), "--opt value" and
- * "--opt=value", short one-letter forms, repeatable list options. */
+ * "--opt=value", short one-letter forms (one-letter flags also grouped:
+ * "-aq"), repeatable list options. */
 #pragma once
 
 #include <stdbool.h>

@@ -183,6 +183,7 @@ static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm
 	    lm_process_env(proc, &envp, &err) < 0 ||
 	    lm_process_apply_identity(proc, &err) < 0 || lm_process_seal_fds(preserve_fds, &err) < 0)
 		child_fail(status_fd, &err);
+	lm_process_reset_signals();
 	execve(exe, proc->args, envp);
 	lm_err_sys(&err, "exec %s", proc->args[0]);
 	child_fail(status_fd, &err);

@@ -145,6 +145,7 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 	int fd = ctx->sync_fd;
 	/* If create dies during setup, so do we: nobody would clean up after us. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	lm_process_reset_signals();
 
 	struct lm_sync_msg msg;
 	if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_GO)

@@ -72,6 +72,8 @@ int lm_process_apply_identity(const struct lm_process *proc, struct lm_error *er
 /* Mark every fd above the preserved ones close-on-exec, so no host fd
  * reaches the workload; the preserved ones (3..3+n-1) are kept open. */
 int lm_process_seal_fds(int preserve_fds, struct lm_error *err);
+/* Unblock every signal and put ignored ones back to their default. */
+void lm_process_reset_signals(void);
 /* The environment for execve: the process's, plus HOME from the container's
  * /etc/passwd (or "/") when it has none.  The array lives until exec. */
 int lm_process_env(const struct lm_process *proc, char ***envp, struct lm_error *err);

@@ -8,6 +8,7 @@
  * the config says.  The inheritable set is whatever the config says, which is
  * empty unless asked for. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
@@ -225,6 +226,25 @@ int lm_process_apply_identity(const struct lm_process *proc, struct lm_error *er
 		return lm_err_sys(err, "set no_new_privs");
 	umask(proc->has_umask ? proc->umask : 022);
 	return 0;
+}
+
+void lm_process_reset_signals(void)
+{
+	/* The caller (a monitor using signalfd, a CLI ignoring SIGPIPE) may have
+	 * signals blocked or ignored; both survive execve and would change how
+	 * the workload behaves. */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (sa.sa_handler == SIG_IGN) {
+			sa.sa_handler = SIG_DFL;
+			sigaction(sig, &sa, NULL);
+		}
+	}
 }
 
 int lm_process_seal_fds(int preserve_fds, struct lm_error *err)

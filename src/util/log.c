@@ -19,6 +19,10 @@ int lm_log_open(const char *path, bool json, bool debug)
 	log_debug = debug;
 	if (!path)
 		return 0;
+	if (strcmp(path, "-") == 0) {
+		log_fd = STDERR_FILENO;
+		return 0;
+	}
 	log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	return log_fd < 0 ? -1 : 0;
 }
@@ -69,6 +73,6 @@ void lm_log(enum lm_log_level level, const char *fmt, ...)
 			/* nowhere left to report a failing log */
 		}
 	}
-	if (level >= LM_LOG_WARN || (log_fd < 0 && level == LM_LOG_DEBUG))
+	if (log_fd != STDERR_FILENO && (level >= LM_LOG_WARN || (log_fd < 0 && level == LM_LOG_DEBUG)))
 		fprintf(stderr, "lamina: %s%s\n", level == LM_LOG_WARN ? "warning: " : "", msg);
 }

@@ -8,7 +8,8 @@
 
 enum lm_log_level { LM_LOG_DEBUG, LM_LOG_INFO, LM_LOG_WARN, LM_LOG_ERROR };
 
-/* path NULL: stderr only.  json: one {"level","msg","time"} object a line. */
+/* path NULL: warnings and errors to stderr only; "-": every line, stamped, to stderr
+ * (daemons).  json: one {"level","msg","time"} object a line. */
 int lm_log_open(const char *path, bool json, bool debug);
 void lm_log(enum lm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define lm_debug(...) lm_log(LM_LOG_DEBUG, __VA_ARGS__)
