@@ -73,3 +73,24 @@ bench_registry_stop() {
 bench_push() { # layout:tag name:tag
 	skopeo copy --quiet --dest-tls-verify=false "oci:$1" "docker://$REGISTRY/$2"
 }
+
+# podman, isolated in DIR: its own storage, runc (crun refuses hybrid
+# cgroups), the limits this machine allows, the loopback registry marked
+# insecure.  Sets PODMAN (the command prefix) and exports its config paths.
+bench_podman_setup() { # dir
+	mkdir -p "$1"
+	cat >"$1/registries.conf" <<CONF
+[[registry]]
+location = "$REGISTRY"
+insecure = true
+CONF
+	cat >"$1/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+[engine]
+runtime = "runc"
+events_logger = "file"
+CONF
+	export CONTAINERS_REGISTRIES_CONF=$1/registries.conf CONTAINERS_CONF=$1/containers.conf
+	PODMAN="podman --root $1/root --runroot $1/run --storage-driver overlay"
+}

@@ -18,22 +18,8 @@ bench_registry_start
 bench_push "$BENCH_CACHE/minbase-oci:bench" minbase:bench
 ref=$REGISTRY/minbase:bench
 
-# podman, isolated: its own storage, runc, limits this machine allows, the
-# loopback registry marked insecure
-mkdir -p "$work/podman"
-cat >"$work/podman/registries.conf" <<CONF
-[[registry]]
-location = "$REGISTRY"
-insecure = true
-CONF
-cat >"$work/podman/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_REGISTRIES_CONF=$work/podman/registries.conf CONTAINERS_CONF=$work/podman/containers.conf
-podman_cmd="podman --root $work/podman/root --runroot $work/podman/run --storage-driver overlay"
+bench_podman_setup "$work/podman"
+podman_cmd=$PODMAN
 
 hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/pull.json" \
 	--prepare "rm -rf $work/lamina-root" -n lamina "$lamina --root $work/lamina-root pull -q $ref" \

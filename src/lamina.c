@@ -34,6 +34,8 @@ static void usage(FILE *out)
 		"  wait CONTAINER...        wait for containers to end; print their exit codes\n"
 		"  stats [--no-stream] [CONTAINER...]  CPU, memory and pids of containers\n"
 		"  events [--since SEQ]     follow the agent's container events\n"
+		"  exec [-i] [-e K=V] [-u USER] [-w DIR] [-d] CONTAINER CMD...\n"
+		"                           run a command in a running container\n"
 		"  agent [--socket PATH]    run the agent in the foreground (see lamina agent --help)\n"
 		"Runtime:\n"
 		"  oci COMMAND         OCI runtime command line (create, start, state, kill, delete, run,\n"
@@ -102,7 +104,7 @@ static int dispatch(const struct lm_cli_global *g, bool help, bool version, int 
 	static const char *const module_cmds[] = {
 		"pull", "images", "rmi", "image", "login", "run",
 		"ps", "logs", "start", "stop", "restart", "kill", "rm", "inspect", "wait", "stats", "events",
-		"agent",
+		"agent", "exec",
 	};
 	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
 		if (strcmp(cmd, module_cmds[k]) == 0)

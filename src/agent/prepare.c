@@ -69,7 +69,10 @@ int lm_container_prepare(struct lm_store *store, struct lm_registry_client *clie
 	lease = NULL;
 
 	struct lm_run_opts ro = spec->opts;
-	ro.hostname = ro.hostname ? ro.hostname : id;
+	/* the hostname defaults to the id, shortened as docker does for its long ids */
+	char short_id[13];
+	snprintf(short_id, sizeof(short_id), "%s", id);
+	ro.hostname = ro.hostname ? ro.hostname : strlen(id) == 64 ? short_id : id;
 	if (lm_store_blob_read(store, out->image.config_digest, 8u << 20, &config_text, &config_len, err) < 0 ||
 	    lm_writable_image_view(out->layer, &view_fd, err) < 0 ||
 	    lm_oci_config_build(config_text, config_len, &ro, view_fd, &out->run, err) < 0 ||

@@ -47,6 +47,8 @@ int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_stats(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_events(const struct lm_cli_global *g, int argc, char **argv);
+/* cli/exec.c: a process in a running container (the runtime's exec, named by the agent). */
+int lm_cli_exec(const struct lm_cli_global *g, int argc, char **argv);
 
 struct lm_client;
 /* The one message for an agent that cannot be reached at socket: "<prog>:

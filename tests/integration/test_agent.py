@@ -226,6 +226,24 @@ def test_detached_lifecycle(agent):
     assert agent.cli("inspect", "web").returncode != 0
 
 
+def test_exec(agent):
+    cid = run_d(agent, "--name", "ex", IMAGE, "sleep", "60")
+    p = agent.cli("exec", "ex", "sh", "-c", "echo $(hostname) $(id -un) $APP; exit 4")
+    assert p.returncode == 4 and p.stdout == f"{cid[:12]} root 1\n"
+    p = agent.cli("exec", "-i", "-u", "test", "-w", "/tmp", "-e", "X=y", "ex", "sh", "-c",
+                  "cat; echo $X $PWD $(id -u)", input="from stdin\n")
+    assert p.stdout == "from stdin\ny /tmp 1000\n", p.stderr
+    p = agent.cli("exec", "ex", "/no/such")
+    assert p.returncode == 127 and "/no/such" in p.stderr
+    p = agent.cli("exec", "-u", "nobody-here", "ex", "true")
+    assert p.returncode == 1 and "nobody-here" in p.stderr
+    p = agent.cli("exec", "nosuch", "true")
+    assert p.returncode == 1 and "no such container" in p.stderr
+    agent.ok("stop", "-t", "0", "ex")
+    p = agent.cli("exec", "ex", "true")
+    assert p.returncode == 1 and "not running" in p.stderr
+
+
 def test_rm_running_needs_force(agent):
     run_d(agent, "--name", "busy", IMAGE, "sleep", "60")
     p = agent.cli("rm", "busy")
