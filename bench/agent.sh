@@ -70,7 +70,7 @@ print(f"  podman run --rm (runc)    {p*1000:7.1f} ms")
 print(f"  runc run (bundle ready)   {c*1000:7.1f} ms")
 print(f"  ratio lamina/podman: {l/p:.3f} (target <= 0.10)   lamina/runc: {l/c:.2f}")
 print(f"100 detached containers (sleep) through the agent: started in {(started-start)/1e9:.2f} s "
-      f"({(started-start)/1e7:.1f} ms each), removed (rm -f) in {(removed-started)/1e9:.2f} s")
+      f"({(started-start)/1e8:.1f} ms each), removed (rm -f) in {(removed-started)/1e9:.2f} s")
 print(f"  agent RSS with 100 running: {agent_rss/1024:.1f} MiB (target < 20 MiB)")
 print(f"  monitor RSS: median {mon_median} KiB, max {mon_max} KiB over {n} monitors (target < 1024 KiB)")
 PY

@@ -53,11 +53,15 @@ static void usage(FILE *out)
 
 typedef int (*module_main_fn)(const struct lm_cli_global *g, const char *cmd, int argc, char **argv);
 
-/* The image commands live in lamina-images.so, beside this binary in a build
- * tree, or in LAMINA_MODULE_DIR once installed. */
-static int run_module(const struct lm_cli_global *g, const char *cmd, int argc, char **argv)
+/* Commands with heavy libraries live in modules, beside this binary in a
+ * build tree, or in LAMINA_MODULE_DIR once installed: lamina-images.so
+ * (images and the container CLI: libcurl, OpenSSL, libarchive, ...) and
+ * lamina-agent.so (the daemon: also libmicrohttpd and SQLite), so that no
+ * command loads what it does not use. */
+static int run_module(const char *module, const char *entry, const struct lm_cli_global *g, const char *cmd,
+		      int argc, char **argv)
 {
-	char self[PATH_MAX], path[PATH_MAX + 32];
+	char self[PATH_MAX], path[PATH_MAX + 64];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	void *handle = NULL;
 	if (n > 0) {
@@ -65,20 +69,20 @@ static int run_module(const struct lm_cli_global *g, const char *cmd, int argc, 
 		char *slash = strrchr(self, '/');
 		if (slash)
 			*slash = '\0';
-		snprintf(path, sizeof(path), "%s/lamina-images.so", self);
+		snprintf(path, sizeof(path), "%s/%s", self, module);
 		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	}
 	if (!handle) {
-		snprintf(path, sizeof(path), "%s/lamina-images.so", LAMINA_MODULE_DIR);
+		snprintf(path, sizeof(path), "%s/%s", LAMINA_MODULE_DIR, module);
 		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	}
 	if (!handle) {
-		fprintf(stderr, "lamina: the image commands are not available: %s\n", dlerror());
+		fprintf(stderr, "lamina: the %s command is not available: %s\n", cmd, dlerror());
 		return 125;
 	}
-	module_main_fn fn = (module_main_fn)dlsym(handle, "lamina_images_main");
+	module_main_fn fn = (module_main_fn)dlsym(handle, entry);
 	if (!fn) {
-		fprintf(stderr, "lamina: %s is not a lamina images module\n", path);
+		fprintf(stderr, "lamina: %s is not a lamina module\n", path);
 		return 125;
 	}
 	return fn(g, cmd, argc, argv);
@@ -104,11 +108,13 @@ static int dispatch(const struct lm_cli_global *g, bool help, bool version, int 
 	static const char *const module_cmds[] = {
 		"pull", "images", "rmi", "image", "login", "run",
 		"ps", "logs", "start", "stop", "restart", "kill", "rm", "inspect", "wait", "stats", "events",
-		"agent", "exec",
+		"exec",
 	};
 	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
 		if (strcmp(cmd, module_cmds[k]) == 0)
-			return run_module(g, cmd, argc, argv);
+			return run_module("lamina-images.so", "lamina_images_main", g, cmd, argc, argv);
+	if (strcmp(cmd, "agent") == 0)
+		return run_module("lamina-agent.so", "lamina_agent_main", g, cmd, argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("lamina version %s\n", LAMINA_VERSION);
 		return 0;

@@ -143,6 +143,15 @@ static void agent_free(struct agent *a)
 		close(a->lock_fd);
 }
 
+int lamina_agent_main(const struct lm_cli_global *g, const char *cmd, int argc, char **argv)
+	__attribute__((visibility("default")));
+
+/* The entry point of lamina-agent.so (see src/meson.build). */
+int lamina_agent_main(const struct lm_cli_global *g, const char *cmd, int argc, char **argv)
+{
+	return lm_cli_agent(g, argc, argv);
+}
+
 int lm_cli_agent(const struct lm_cli_global *g, int argc, char **argv)
 {
 	const char *prog = "lamina agent", *socket_path = g->socket, *max_size = NULL;

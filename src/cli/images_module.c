@@ -21,8 +21,6 @@ int lamina_images_main(const struct lm_cli_global *g, const char *cmd, int argc,
 		return lm_cli_login(g, argc, argv);
 	if (strcmp(cmd, "run") == 0)
 		return lm_cli_run(g, argc, argv);
-	if (strcmp(cmd, "agent") == 0)
-		return lm_cli_agent(g, argc, argv);
 	static const struct {
 		const char *name;
 		int (*fn)(const struct lm_cli_global *g, int argc, char **argv);

@@ -4,6 +4,7 @@
  * the log writer drops (and counts) what it cannot write, so a full disk
  * cannot stall the container on a full pipe. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -312,6 +314,21 @@ static void usage(void)
 			"(started by the agent; not meant to be run by hand)\n");
 }
 
+/* A monitor lives as long as its container, one per container: what it
+ * keeps resident counts.  Creating the container ran most of the runtime's
+ * code, which the loop never runs again: unmap those pages from us (they
+ * stay in the page cache, shared with the other monitors) and let the loop
+ * fault back in only what it uses. */
+extern char __executable_start[], etext[];
+static void drop_startup_code(void)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)__executable_start + page - 1) & ~(page - 1);
+	uintptr_t end = (uintptr_t)etext & ~(page - 1);
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 int lm_monitor_main(int argc, char **argv)
 {
 	struct monitor m = {.out_r = -1, .err_r = -1, .init_pidfd = -1, .dirfd = -1};
@@ -372,6 +389,7 @@ int lm_monitor_main(int argc, char **argv)
 	if (ready_fd >= 0)
 		close(ready_fd);
 
+	drop_startup_code();
 	run_loop(&m);
 	if (!m.exited) {
 		/* only when the loop failed: make sure the container ends with us */
