@@ -26,6 +26,7 @@ static void usage(FILE *out)
 		"  run --rm IMAGE [CMD...]  run a container from an image in the foreground\n"
 		"Containers (need the agent: lamina agent):\n"
 		"  run -d IMAGE [CMD...]    create and start a container in the background\n"
+		"  run [-i] [-t] IMAGE [CMD...]  ... or attached to it (-i: our stdin, -t: a terminal)\n"
 		"  ps [-a] [-q]             list containers (--format json)\n"
 		"  logs [-f] [-t] [--tail N] [--since T] [--until T] CONTAINER\n"
 		"                           show a container's output\n"
@@ -34,8 +35,9 @@ static void usage(FILE *out)
 		"  wait CONTAINER...        wait for containers to end; print their exit codes\n"
 		"  stats [--no-stream] [CONTAINER...]  CPU, memory and pids of containers\n"
 		"  events [--since SEQ]     follow the agent's container events\n"
-		"  exec [-i] [-e K=V] [-u USER] [-w DIR] [-d] CONTAINER CMD...\n"
+		"  exec [-i] [-t] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...\n"
 		"                           run a command in a running container\n"
+		"  attach [--no-stdin] CONTAINER  attach to a running container's output (and stdin)\n"
 		"  agent [--socket PATH]    run the agent in the foreground (see lamina agent --help)\n"
 		"Runtime:\n"
 		"  oci COMMAND         OCI runtime command line (create, start, state, kill, delete, run,\n"
@@ -108,7 +110,7 @@ static int dispatch(const struct lm_cli_global *g, bool help, bool version, int 
 	static const char *const module_cmds[] = {
 		"pull", "images", "rmi", "image", "login", "run",
 		"ps", "logs", "start", "stop", "restart", "kill", "rm", "inspect", "wait", "stats", "events",
-		"exec",
+		"exec", "attach",
 	};
 	for (size_t k = 0; k < sizeof(module_cmds) / sizeof(module_cmds[0]); k++)
 		if (strcmp(cmd, module_cmds[k]) == 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/relay.h"
 #include "cli/opts.h"
 #include "monitor/logfile.h"
 #include "util/fs.h"
@@ -87,6 +88,8 @@ static int loop(struct agent *a)
 				agent_api_wake(a);
 			} else if (p == a->mhd) {
 				http = true;
+			} else if (agent_relay_owns(p)) {
+				agent_relay_event(p, evs[k].events);
 			} else if (is_ctr(a, p)) {
 				agent_monitor_exited(a, p);
 			}

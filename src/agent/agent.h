@@ -70,7 +70,8 @@ int64_t lm_mono_ns(void);       /* CLOCK_MONOTONIC */
  * says which HTTP status: ENOENT 404, EEXIST/EBUSY 409, EINVAL 400, ...). */
 struct ctr *agent_find(struct agent *a, const char *ref, struct lm_error *err);
 int agent_create(struct agent *a, json_t *request, struct ctr **out, struct lm_error *err);
-int agent_start(struct agent *a, struct ctr *c, struct lm_error *err);
+/* wait_attach: the process waits for the first attach session (up to 30 s). */
+int agent_start(struct agent *a, struct ctr *c, bool wait_attach, struct lm_error *err);
 /* Send the stop signal and arm the grace timer; the caller waits for the exit. */
 int agent_stop_begin(struct agent *a, struct ctr *c, int timeout, struct lm_error *err);
 int agent_kill(struct agent *a, struct ctr *c, int sig, struct lm_error *err);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
@@ -23,6 +24,8 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/relay.h"
+#include "image/passwd.h"
 #include "monitor/logfile.h"
 #include "runtime/cgroup.h"
 #include "runtime/spec.h"
@@ -72,6 +75,7 @@ struct req {
 	bool acted;        /* stop/restart: the signal was sent */
 	enum req_kind kind;
 	char id[65];
+	int mon_fd;        /* an attach/exec session opened with the monitor, until the upgrade */
 };
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -79,6 +83,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 {
 	struct req *r = *con_cls;
 	if (r) {
+		if (r->mon_fd >= 0)
+			close(r->mon_fd);
 		free(r->body);
 		free(r);
 	}
@@ -591,13 +597,151 @@ static enum MHD_Result waiting(struct agent *a, struct MHD_Connection *conn, str
 		return MHD_YES;
 	}
 	if (r->kind == REQ_RESTART) {
-		if (agent_start(a, c, &err) < 0)
+		if (agent_start(a, c, false, &err) < 0)
 			return start_failed(conn, &err);
 		return send_json(conn, MHD_HTTP_NO_CONTENT, NULL);
 	}
 	if (r->kind == REQ_STOP)
 		return send_json(conn, MHD_HTTP_NO_CONTENT, NULL);
 	return send_json(conn, MHD_HTTP_OK, exit_json(c));
+}
+
+/* --- attach and exec: an upgraded connection relayed to the monitor --- */
+
+static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra, size_t extra_len,
+		     MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct agent *a = cls;
+	struct req *r = con_cls;
+	int mon_fd = r->mon_fd;
+	r->mon_fd = -1;
+	struct lm_error err;
+	if (agent_relay_start(a, sock, mon_fd, urh, extra, extra_len, &err) < 0)
+		lm_warn("session: %s", err.msg);
+}
+
+static int exec_op(const struct ctr *c, const struct req *r, json_t **out, struct lm_error *err)
+{
+	json_error_t jerr;
+	json_t *body = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(body)) {
+		json_decref(body);
+		return lm_err(err, EINVAL, "exec: expected a JSON object%s%s", body ? "" : ": ", body ? "" : jerr.text);
+	}
+	const char *key, *user = NULL, *cwd = NULL;
+	json_t *val, *args = json_object_get(body, "args"), *env = json_object_get(body, "env");
+	int rc = -1;
+	json_object_foreach(body, key, val)
+	{
+		if (strcmp(key, "args") && strcmp(key, "env") && strcmp(key, "user") && strcmp(key, "cwd") &&
+		    strcmp(key, "tty") && strcmp(key, "stdin") && strcmp(key, "rows") && strcmp(key, "cols")) {
+			lm_err(err, EINVAL, "exec: unknown field \"%s\"", key);
+			goto out;
+		}
+	}
+	size_t i;
+	if (!json_is_array(args) || json_array_size(args) == 0) {
+		lm_err(err, EINVAL, "exec: args: expected a non-empty array of strings");
+		goto out;
+	}
+	json_array_foreach(args, i, val)
+	{
+		if (!json_is_string(val)) {
+			lm_err(err, EINVAL, "exec: args[%zu]: expected a string", i);
+			goto out;
+		}
+	}
+	if (env && !json_is_array(env)) {
+		lm_err(err, EINVAL, "exec: env: expected an array of NAME=value");
+		goto out;
+	}
+	json_array_foreach(env, i, val)
+	{
+		const char *kv = json_string_value(val);
+		if (!kv || !strchr(kv, '=') || kv[0] == '=') {
+			lm_err(err, EINVAL, "exec: env[%zu]: expected NAME=value", i);
+			goto out;
+		}
+	}
+	json_t *u = json_object_get(body, "user"), *w = json_object_get(body, "cwd");
+	u = json_is_null(u) ? NULL : u; /* null: as absent */
+	w = json_is_null(w) ? NULL : w;
+	json_t *tty = json_object_get(body, "tty"), *in = json_object_get(body, "stdin");
+	if ((u && !json_is_string(u)) || (w && !json_is_string(w)) || (tty && !json_is_boolean(tty)) ||
+	    (in && !json_is_boolean(in))) {
+		lm_err(err, EINVAL, "exec: user and cwd are strings, tty and stdin booleans");
+		goto out;
+	}
+	json_t *rows = json_object_get(body, "rows"), *cols = json_object_get(body, "cols");
+	if ((rows && (!json_is_integer(rows) || json_integer_value(rows) < 0 || json_integer_value(rows) > 65535)) ||
+	    (cols && (!json_is_integer(cols) || json_integer_value(cols) < 0 || json_integer_value(cols) > 65535))) {
+		lm_err(err, EINVAL, "exec: rows and cols are integers from 0 to 65535");
+		goto out;
+	}
+	user = json_string_value(u);
+	cwd = json_string_value(w);
+	if (cwd && cwd[0] != '/') {
+		lm_err(err, EINVAL, "exec: cwd \"%s\": expected an absolute path", cwd);
+		goto out;
+	}
+	char ids[32] = "";
+	if (user && *user) {
+		/* names mean what the container's own /etc/passwd says */
+		char root[64];
+		snprintf(root, sizeof(root), "/proc/%d/root", (int)c->pid);
+		int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct lm_user lu = {0};
+		int urc = lm_image_user_resolve(rootfd, user, &lu, err);
+		if (rootfd >= 0)
+			close(rootfd);
+		if (urc < 0) {
+			lm_error_prefix(err, "exec: user %s", user);
+			err->code = EINVAL; /* the request's fault: 400, not "no such container" */
+			goto out;
+		}
+		snprintf(ids, sizeof(ids), "%u:%u", lu.uid, lu.gid);
+		lm_user_free(&lu);
+	}
+	*out = json_pack("{s:s, s:O, s:O, s:s?, s:s?, s:b, s:b, s:I, s:I}", "op", "exec", "args", args, "env",
+			 env ? env : json_array(), "user", ids[0] ? ids : NULL, "cwd", cwd, "tty", json_is_true(tty),
+			 "stdin", json_is_true(in), "rows", (json_int_t)json_integer_value(rows), "cols",
+			 (json_int_t)json_integer_value(cols));
+	rc = *out ? 0 : lm_err(err, ENOMEM, "out of memory");
+out:
+	json_decref(body);
+	return rc;
+}
+
+static enum MHD_Result session(struct agent *a, struct MHD_Connection *conn, struct req *r, struct ctr *c,
+			       bool exec)
+{
+	struct lm_error err;
+	const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+	if (!up || strcasecmp(up, "lamina-stream") != 0)
+		return send_error(conn, MHD_HTTP_BAD_REQUEST, "bad_request", EINVAL,
+				  "attach and exec need \"Connection: Upgrade\" and \"Upgrade: lamina-stream\"");
+	if (!agent_running(c))
+		return send_error(conn, MHD_HTTP_CONFLICT, "conflict", EBUSY, "the container is not running");
+	json_t *op = NULL;
+	if (exec) {
+		if (exec_op(c, r, &op, &err) < 0)
+			return send_lm_error(conn, &err);
+	} else {
+		op = json_pack("{s:s, s:b}", "op", "attach", "stdin", arg_true(conn, "stdin"));
+	}
+	int rc = agent_monitor_session(a, c, op, &r->mon_fd, &err);
+	json_decref(op);
+	if (rc < 0)
+		return send_error(conn, MHD_HTTP_BAD_REQUEST, exec ? "start_failed" : "bad_request", err.code, err.msg);
+	if (exec)
+		agent_event(a, c, "exec", NULL);
+	struct MHD_Response *resp = MHD_create_response_for_upgrade(upgraded, a);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "lamina-stream");
+	enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 static enum MHD_Result container_action(struct agent *a, struct MHD_Connection *conn, struct req *r,
@@ -617,7 +761,7 @@ static enum MHD_Result container_action(struct agent *a, struct MHD_Connection *
 			return send_json(conn, MHD_HTTP_NO_CONTENT, NULL);
 		}
 	} else if (post && strcmp(action, "start") == 0) {
-		if (agent_start(a, c, &err) < 0)
+		if (agent_start(a, c, arg_true(conn, "attach"), &err) < 0)
 			return start_failed(conn, &err);
 		return send_json(conn, MHD_HTTP_NO_CONTENT, NULL);
 	} else if (post && strcmp(action, "kill") == 0) {
@@ -632,13 +776,15 @@ static enum MHD_Result container_action(struct agent *a, struct MHD_Connection *
 			    strcmp(action, "restart") == 0)) {
 		r->kind = action[0] == 'w' ? REQ_WAIT : action[0] == 's' ? REQ_STOP : REQ_RESTART;
 		return waiting(a, conn, r, c);
+	} else if (post && (strcmp(action, "attach") == 0 || strcmp(action, "exec") == 0)) {
+		return session(a, conn, r, c, action[0] == 'e');
 	} else if (get && strcmp(action, "logs") == 0) {
 		return logs(a, conn, c);
 	} else if (get && strcmp(action, "stats") == 0) {
 		return stats(a, conn, c);
 	} else if (strcmp(action, "start") && strcmp(action, "kill") && strcmp(action, "wait") &&
 		   strcmp(action, "stop") && strcmp(action, "restart") && strcmp(action, "logs") &&
-		   strcmp(action, "stats")) {
+		   strcmp(action, "stats") && strcmp(action, "attach") && strcmp(action, "exec")) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "unknown route %s /v1/containers/{ref}/%.100s", method, action);
 		return send_error(conn, MHD_HTTP_NOT_FOUND, "not_found", ENOENT, msg);
@@ -668,6 +814,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
+		r->mon_fd = -1;
 		*con_cls = r;
 		return MHD_YES;
 	}
@@ -755,7 +902,7 @@ int agent_api_start(struct agent *a, struct lm_error *err)
 		return -1;
 	}
 	a->listen_fd = fd;
-	a->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	a->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				  handle, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
 				  request_completed, a, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
@@ -790,6 +937,7 @@ void agent_api_stop(struct agent *a)
 	if (!a->mhd)
 		return;
 	agent_api_wake(a);
+	agent_relay_close_all();
 	MHD_run(a->mhd);
 	MHD_stop_daemon(a->mhd);
 	a->mhd = NULL;

@@ -306,7 +306,7 @@ static json_t *read_ready(int fd, struct lm_error *err)
 	return j;
 }
 
-static int spawn_monitor(struct agent *a, struct ctr *c, json_t **info, struct lm_error *err)
+static int spawn_monitor(struct agent *a, struct ctr *c, bool wait_attach, json_t **info, struct lm_error *err)
 {
 	autofree char *dir = run_path(a, c->rec.id);
 	autofree char *bundle = bundle_path(a, c->rec.id);
@@ -327,9 +327,17 @@ static int spawn_monitor(struct agent *a, struct ctr *c, json_t **info, struct l
 	char max_size[32], max_files[16];
 	snprintf(max_size, sizeof(max_size), "%llu", (unsigned long long)a->logs.max_size);
 	snprintf(max_files, sizeof(max_files), "%u", a->logs.max_files);
-	const char *argv[] = {"lamina-monitor", "--id", c->rec.id, "--bundle", bundle, "--oci-root",
-			      a->oci_root, "--dir", dir, "--log", log, "--log-max-size", max_size,
-			      "--log-max-files", max_files, "--ready-fd", "3", NULL};
+	const char *argv[24] = {"lamina-monitor", "--id", c->rec.id, "--bundle", bundle, "--oci-root",
+				a->oci_root, "--dir", dir, "--log", log, "--log-max-size", max_size,
+				"--log-max-files", max_files, "--ready-fd", "3"};
+	size_t argc = 17;
+	if (c->spec.tty)
+		argv[argc++] = "--tty";
+	if (c->spec.interactive)
+		argv[argc++] = "--stdin";
+	if (wait_attach)
+		argv[argc++] = "--start-on-attach";
+	argv[argc] = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 3);
@@ -373,7 +381,7 @@ static int open_monitor_pidfd(pid_t pid, uint64_t start)
 	return fd;
 }
 
-int agent_start(struct agent *a, struct ctr *c, struct lm_error *err)
+int agent_start(struct agent *a, struct ctr *c, bool wait_attach, struct lm_error *err)
 {
 	if (agent_running(c))
 		return lm_err(err, EBUSY, "container %s is already running", c->rec.name);
@@ -382,7 +390,16 @@ int agent_start(struct agent *a, struct ctr *c, struct lm_error *err)
 	c->restart_at = 0;
 	c->kill_at = 0;
 	json_t *info = NULL;
-	if (spawn_monitor(a, c, &info, err) < 0)
+	/* recorded before the monitor exists: an agent killed from here on finds
+	 * the monitor's own record (monitor.json), or knows the start was cut */
+	char *before = strdup(c->rec.status);
+	set_status(c, "starting");
+	if (!before || save(a, c, err) < 0) {
+		set_status(c, before ? before : "created");
+		free(before);
+		return before ? -1 : lm_err(err, ENOMEM, "out of memory");
+	}
+	if (spawn_monitor(a, c, wait_attach, &info, err) < 0)
 		goto fail;
 	const char *msg = json_string_value(json_object_get(info, "error"));
 	if (msg) {
@@ -403,6 +420,7 @@ int agent_start(struct agent *a, struct ctr *c, struct lm_error *err)
 	c->rec.user_stopped = false;
 	set_error(c, NULL);
 	set_status(c, "running");
+	free(before);
 	if (save(a, c, err) < 0)
 		lm_warn("%s", err->msg);
 	agent_event(a, c, "start", json_pack("{s:i}", "pid", (int)c->pid));
@@ -413,9 +431,10 @@ int agent_start(struct agent *a, struct ctr *c, struct lm_error *err)
 		agent_monitor_exited(a, c); /* it was quicker than us */
 	return 0;
 fail:
+	/* a container that never ran stays "created", as with docker */
 	set_error(c, err->msg);
-	if (strcmp(c->rec.status, "created") != 0)
-		set_status(c, "exited");
+	set_status(c, strcmp(before, "created") == 0 ? "created" : "exited");
+	free(before);
 	struct lm_error serr;
 	save(a, c, &serr);
 	agent_event(a, c, "start-failed", json_pack("{s:s}", "error", err->msg));
@@ -660,7 +679,7 @@ void agent_timers_fire(struct agent *a)
 			c->restart_at = 0;
 			c->rec.restart_count++;
 			agent_event(a, c, "restart", json_pack("{s:i}", "count", c->rec.restart_count));
-			if (agent_start(a, c, &err) < 0) {
+			if (agent_start(a, c, false, &err) < 0) {
 				lm_warn("restart %s: %s", c->rec.name, err.msg);
 				c->rec.finished_at = lm_now_ns();
 				if (wants_restart(c))
@@ -735,7 +754,7 @@ json_t *agent_ctr_json(struct agent *a, const struct ctr *c)
 static void adopt_or_collect(struct agent *a, struct ctr *c)
 {
 	if (strcmp(c->rec.status, "running") != 0 && strcmp(c->rec.status, "restarting") != 0 &&
-	    strcmp(c->rec.status, "removing") != 0)
+	    strcmp(c->rec.status, "removing") != 0 && strcmp(c->rec.status, "starting") != 0)
 		return;
 	if (strcmp(c->rec.status, "removing") == 0) {
 		struct lm_error err;

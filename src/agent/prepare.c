@@ -78,6 +78,9 @@ int lm_container_prepare(struct lm_store *store, struct lm_registry_client *clie
 	    lm_oci_config_build(config_text, config_len, &ro, view_fd, &out->run, err) < 0 ||
 	    attach_rootfs(out->layer, out->run.config, err) < 0)
 		goto out;
+	if (spec->tty && spec->tty_rows && spec->tty_cols)
+		json_object_set_new(json_object_get(out->run.config, "process"), "consoleSize",
+				    json_pack("{s:i, s:i}", "height", spec->tty_rows, "width", spec->tty_cols));
 	if (lm_mkdir_p(bundle, 0700, err) < 0)
 		goto out;
 	out->bundle = strdup(bundle);

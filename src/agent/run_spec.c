@@ -189,7 +189,7 @@ static int parse_mounts(json_t *v, struct lm_run_spec *s, struct lm_error *err)
 static const char *const known_fields[] = {
 	"name", "image", "pull", "platform", "cmd", "entrypoint", "env", "workdir", "user", "hostname",
 	"mounts", "memory", "cpus", "pids_limit", "read_only", "privileged", "cap_add", "cap_drop",
-	"network", "restart", "stop_signal", "stop_timeout", "auto_remove", "tty", "interactive",
+	"network", "restart", "stop_signal", "stop_timeout", "auto_remove", "tty", "interactive", "tty_size",
 };
 
 static int parse_fields(json_t *req, struct lm_run_spec *s, struct lm_error *err)
@@ -272,10 +272,18 @@ static int parse_fields(json_t *req, struct lm_run_spec *s, struct lm_error *err
 	s->stop_timeout = (int)stop_timeout;
 	if (s->auto_remove && s->restart != LM_RESTART_NO)
 		return lm_err(err, EINVAL, "auto_remove and a restart policy other than no conflict");
-	if (s->tty)
-		return lm_err(err, ENOTSUP, "tty: terminals for agent containers are not implemented yet");
-	if (s->interactive)
-		return lm_err(err, ENOTSUP, "interactive: stdin for agent containers is not implemented yet");
+	o->tty = s->tty;
+	json_t *size = json_object_get(req, "tty_size");
+	if (size && !json_is_null(size)) {
+		int64_t rows = -1, cols = -1;
+		if (!json_is_object(size) || json_object_size(size) != 2 ||
+		    want_int(json_object_get(size, "rows"), "tty_size.rows", 1, 65535, &rows, err) < 0 ||
+		    want_int(json_object_get(size, "cols"), "tty_size.cols", 1, 65535, &cols, err) < 0 || rows < 0 ||
+		    cols < 0)
+			return lm_err(err, EINVAL, "tty_size: expected {\"rows\": R, \"cols\": C}");
+		s->tty_rows = (uint16_t)rows;
+		s->tty_cols = (uint16_t)cols;
+	}
 	o->cmd = s->cmd && s->cmd[0] ? s->cmd : NULL;
 	if (ep && !json_is_null(ep)) {
 		o->entrypoint = s->entrypoint && s->entrypoint[0] ? s->entrypoint : NULL;

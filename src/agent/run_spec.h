@@ -30,6 +30,7 @@ struct lm_run_spec {
 	int stop_timeout;            /* seconds; -1: the default (10) */
 	bool auto_remove;            /* --rm */
 	bool tty, interactive;
+	uint16_t tty_rows, tty_cols; /* the terminal's first size; 0: none given */
 	json_t *json;                /* the request (a reference is held) */
 	/* owned arrays behind opts */
 	char **cmd, **entrypoint, **env, **cap_add, **cap_drop;

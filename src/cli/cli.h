@@ -1,6 +1,7 @@
 /* Front-end commands.  Each returns the process exit code. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct lm_error;
@@ -47,8 +48,12 @@ int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_stats(const struct lm_cli_global *g, int argc, char **argv);
 int lm_cli_events(const struct lm_cli_global *g, int argc, char **argv);
-/* cli/exec.c: a process in a running container (the runtime's exec, named by the agent). */
+/* cli/exec.c: sessions through the agent (an upgraded connection each):
+ * exec, a process in a running container (its exit code; 126/127 when it
+ * could not be started); attach, to a running container's output (and
+ * stdin when it was started with -i): its exit code. */
 int lm_cli_exec(const struct lm_cli_global *g, int argc, char **argv);
+int lm_cli_attach(const struct lm_cli_global *g, int argc, char **argv);
 
 struct lm_client;
 /* The one message for an agent that cannot be reached at socket: "<prog>:
@@ -59,6 +64,13 @@ int lm_cli_agent_unreachable(const char *prog, const char *socket, const struct 
 /* A client of the agent g names: 0 and *c, or the exit code (125) after
  * lm_cli_agent_unreachable. */
 int lm_cli_connect(const struct lm_cli_global *g, const char *prog, struct lm_client **c);
+/* cli/exec.c: attaches to the running container ref with our stdio (a
+ * terminal: tty; our stdin forwarded: send_stdin), passing the signals
+ * that would end this command on to the container.  The container's exit
+ * code (*exited true), or 128 + a signal that ended the session here (a
+ * third SIGINT; *exited false); -1 after printing why it failed. */
+int lm_cli_session_attach(struct lm_client *c, const char *prog, const char *ref, bool tty, bool send_stdin,
+			  bool *exited);
 /* After a failed request: prints "<prog>: <message>" and returns 1 when the
  * agent answered (status != 0); when it did not, reports it as
  * unreachable and returns 125. */

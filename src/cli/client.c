@@ -10,10 +10,13 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -342,6 +345,254 @@ int lm_client_stream(struct lm_client *c, const char *method, const char *path,
 	if (rc == 0 && !t.stopped && t.body.len)
 		on_line(t.body.data, t.body.len, ctx);
 	free(t.body.data);
+	free(t.errbody.data);
+	return rc;
+}
+
+/* --- upgraded connections ---
+ *
+ * libcurl cannot hand over the connection of a request it made (it takes a
+ * 101 for an interim answer and waits for the final one), so here it only
+ * connects (CURLOPT_CONNECT_ONLY: the same socket path, connect timeout and
+ * errors as every call), and the request and the answer go over the socket
+ * directly.  The answer's headers are peeked before they are consumed, so
+ * that nothing past their empty line is read: the frames that follow them
+ * stay in the socket for the session.
+ */
+
+#define UPGRADE_HEADERS_MAX (64u << 10)
+
+/* A connected socket to the agent: our own blocking copy of the one curl made. */
+static int upgrade_connect(struct lm_client *c, const char *path, int *fd, struct lm_error *err)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *e = curl_easy_init();
+	if (!e)
+		return lm_err(err, ENOMEM, "out of memory");
+	curl_easy_setopt(e, CURLOPT_URL, "http://lamina/");
+	curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->socket);
+	curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	CURLcode res = curl_easy_perform(e);
+	curl_socket_t s = CURL_SOCKET_BAD;
+	int rc = 0;
+	if (res == CURLE_OK && curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD) {
+		/* curl closes its own when the handle goes; the connection stays with ours */
+		*fd = fcntl(s, F_DUPFD_CLOEXEC, 3);
+		int fl = *fd >= 0 ? fcntl(*fd, F_GETFL) : -1;
+		if (fl < 0 || fcntl(*fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+			rc = lm_err_sys(err, "POST %s: the socket", path);
+	} else if (res == CURLE_COULDNT_CONNECT) {
+		long os_errno = 0;
+		curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+		errno = os_errno == ENOENT ? ENOENT : ECONNREFUSED;
+		rc = lm_err_sys(err, "connect to %s", c->socket);
+	} else {
+		rc = lm_err(err, EIO, "POST %s: %s", path, errbuf[0] ? errbuf : curl_easy_strerror(res));
+	}
+	curl_easy_cleanup(e);
+	return rc;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Consumes exactly n bytes that a peek has shown are there. */
+static int consume(int fd, size_t n)
+{
+	char sink[4096];
+	while (n > 0) {
+		ssize_t r = recv(fd, sink, n < sizeof(sink) ? n : sizeof(sink), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* One block of headers, through its empty line, into h (NUL-terminated),
+ * and not a byte more taken from fd. */
+static int read_headers(int fd, const char *path, struct buf *h, struct lm_error *err)
+{
+	h->len = 0;
+	for (;;) {
+		char peek[4096];
+		ssize_t n = recv(fd, peek, sizeof(peek), MSG_PEEK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return lm_err_sys(err, "POST %s: reading the agent's answer", path);
+		if (n == 0)
+			return lm_err(err, EIO, "POST %s: the agent closed the connection %s", path,
+				      h->len ? "in the middle of its answer" : "without an answer");
+		size_t before = h->len;
+		size_t from = before >= 3 ? before - 3 : 0; /* an empty line split across peeks */
+		if (buf_add(h, peek, (size_t)n) < 0)
+			return lm_err(err, EPROTO, "POST %s: the agent's answer has too many headers", path);
+		const char *end = memmem(h->data + from, h->len - from, "\r\n\r\n", 4);
+		if (end) {
+			h->len = (size_t)(end + 4 - h->data);
+			h->data[h->len] = '\0';
+		}
+		if (consume(fd, h->len - before) < 0)
+			return lm_err(err, EIO, "POST %s: the agent's answer broke off", path);
+		if (end)
+			return 0;
+	}
+}
+
+/* The value of header name in a block of headers, copied to out ("" when absent). */
+static void header_value(const char *headers, const char *name, char *out, size_t len)
+{
+	size_t nl = strlen(name);
+	out[0] = '\0';
+	for (const char *line = strstr(headers, "\r\n"); line && line[2] != '\r'; line = strstr(line + 2, "\r\n")) {
+		const char *p = line + 2;
+		if (strncasecmp(p, name, nl) != 0 || p[nl] != ':')
+			continue;
+		p += nl + 1;
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, "\r");
+		snprintf(out, len, "%.*s", (int)n, p);
+		return;
+	}
+}
+
+/* Decodes a chunked body from its start into out (as far as it is there,
+ * within out's max); true once its last chunk has come. */
+static bool dechunk(const char *in, size_t n, struct buf *out)
+{
+	out->len = 0;
+	size_t i = 0;
+	while (i < n) {
+		/* not memmem: under UBSan GCC takes its null checks for a null
+		 * argument (-Wnonnull) */
+		size_t eol = i;
+		while (eol + 1 < n && !(in[eol] == '\r' && in[eol + 1] == '\n'))
+			eol++;
+		if (eol + 1 >= n)
+			return false;
+		const char *crlf = in + eol;
+		char *endp;
+		unsigned long size = strtoul(in + i, &endp, 16);
+		if (endp == in + i)
+			return true; /* not chunked after all: what there is will do */
+		i = (size_t)(crlf - in) + 2;
+		if (size == 0)
+			return true;
+		size_t have = n - i < size ? n - i : size;
+		size_t room = out->max - out->len;
+		buf_add(out, in + i, have < room ? have : room);
+		if (have < size)
+			return false;
+		i += size + 2;
+	}
+	return false;
+}
+
+/* The body of an answer that did not switch, as far as it tells why (it is
+ * cut at ERROR_BODY_MAX). */
+static void read_error_body(int fd, const char *headers, long status, struct buf *body)
+{
+	char cl[32], te[64];
+	header_value(headers, "Content-Length", cl, sizeof(cl));
+	header_value(headers, "Transfer-Encoding", te, sizeof(te));
+	bool chunked = strcasestr(te, "chunked") != NULL;
+	if (status == 204 || status == 304 || (cl[0] && strtoull(cl, NULL, 10) == 0))
+		return;
+	size_t want = cl[0] && !chunked ? strtoull(cl, NULL, 10) : SIZE_MAX;
+	struct buf raw = {.max = chunked ? 2 * ERROR_BODY_MAX : ERROR_BODY_MAX};
+	for (;;) {
+		char chunk[4096];
+		size_t room = raw.max - raw.len;
+		if (want != SIZE_MAX && want - raw.len < room)
+			room = want - raw.len;
+		if (room == 0)
+			break;
+		ssize_t n = recv(fd, chunk, room < sizeof(chunk) ? room : sizeof(chunk), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || buf_add(&raw, chunk, (size_t)n) < 0)
+			break;
+		if (chunked && dechunk(raw.data, raw.len, body))
+			break;
+	}
+	if (chunked)
+		dechunk(raw.data, raw.len, body);
+	else if (raw.len)
+		buf_add(body, raw.data, raw.len);
+	free(raw.data);
+}
+
+int lm_client_upgrade(struct lm_client *c, const char *path, json_t *body, int *fd, long *status,
+		      struct lm_error *err)
+{
+	autofd sock = -1;
+	autofree char *payload = NULL;
+	autofree char *request = NULL;
+	struct buf h = {.max = UPGRADE_HEADERS_MAX};
+	struct transfer t = {.c = c, .errbody = {.max = ERROR_BODY_MAX}};
+	int rc = -1;
+	*fd = -1;
+	if (status)
+		*status = 0;
+	if (path[0] != '/')
+		return lm_err(err, EINVAL, "POST %s: the API path must start with /", path);
+	if (body && !(payload = json_dumps(body, JSON_COMPACT)))
+		return lm_err(err, ENOMEM, "out of memory");
+	int n = asprintf(&request,
+			 "POST %s HTTP/1.1\r\nHost: lamina\r\nConnection: Upgrade\r\nUpgrade: lamina-stream\r\n"
+			 "Accept: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+			 path, payload ? "Content-Type: application/json\r\n" : "", payload ? strlen(payload) : 0,
+			 payload ? payload : "");
+	if (n < 0) {
+		request = NULL;
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	if (upgrade_connect(c, path, &sock, err) < 0)
+		return -1;
+	if (send_all(sock, request, (size_t)n) < 0)
+		return lm_err_sys(err, "POST %s: sending the request", path);
+	for (;;) {
+		if (read_headers(sock, path, &h, err) < 0)
+			goto out;
+		if (sscanf(h.data, "HTTP/1.%*d %ld", &t.status) != 1 || t.status < 100 || t.status > 599) {
+			lm_err(err, EIO, "POST %s: the agent's answer is not HTTP: %.*s", path,
+			       (int)strcspn(h.data, "\r\n"), h.data);
+			goto out;
+		}
+		/* an interim answer (100 Continue) comes before the real one */
+		if (t.status >= 200 || t.status == 101)
+			break;
+	}
+	if (status)
+		*status = t.status;
+	if (t.status == 101) {
+		*fd = steal_fd(&sock);
+		rc = 0;
+	} else if (t.status >= 200 && t.status <= 299) {
+		rc = lm_err(err, EPROTO, "POST %s: the agent answered HTTP %ld instead of switching to a session", path,
+			    t.status);
+	} else {
+		read_error_body(sock, h.data, t.status, &t.errbody);
+		rc = status_error(&t, err);
+	}
+out:
+	free(h.data);
 	free(t.errbody.data);
 	return rc;
 }

@@ -59,6 +59,20 @@ int lm_client_stream(struct lm_client *c, const char *method, const char *path,
 		     int (*on_line)(const char *line, size_t len, void *ctx), void *ctx, long *status,
 		     struct lm_error *err);
 
+/* An upgraded connection for an attach or exec session: POST path with
+ * "Connection: Upgrade" and "Upgrade: lamina-stream", and body (not
+ * consumed; NULL: none) as JSON.  On "101 Switching Protocols": 0, *status
+ * 101 and *fd, the connected socket (O_CLOEXEC, blocking; the caller closes
+ * it).  The answer's headers are read byte-exactly, so the first byte of
+ * the new protocol is the first byte read from *fd: frames the agent sent
+ * together with its headers are not lost.
+ * Any other answer: negative, *fd -1, *status and err as lm_client_call
+ * (an answer of 2xx that does not switch is EPROTO); no answer at all:
+ * *status 0, err->code ECONNREFUSED or ENOENT when the socket could not be
+ * connected, else EIO.  status (may be NULL). */
+int lm_client_upgrade(struct lm_client *c, const char *path, json_t *body, int *fd, long *status,
+		      struct lm_error *err);
+
 static inline void lm_client_closep(struct lm_client **c)
 {
 	lm_client_close(*c);

@@ -160,9 +160,14 @@ int lm_cli_ps(const struct lm_cli_global *g, int argc, char **argv)
 
 /* --- start, stop, restart, kill, rm --- */
 
-/* method action?key=value on each of refs, printing each ref done. */
+/* What to do with each answer; NULL prints the reference, as docker does. */
+typedef void (*each_done_fn)(const char *ref, json_t *resp, void *ctx);
+
+/* method action?key=value on each of refs (going on past failures); the
+ * exit code: 0, 1 when any failed, 125 when the agent went away. */
 static int each_container(const struct lm_cli_global *g, const char *prog, int n, char **refs,
-			  const char *method, const char *action, const char *key, const char *value)
+			  const char *method, const char *action, const char *key, const char *value,
+			  each_done_fn done, void *ctx)
 {
 	autoclient *c = NULL;
 	autofree char *query = NULL;
@@ -174,18 +179,22 @@ static int each_container(const struct lm_cli_global *g, const char *prog, int n
 	for (int k = 0; k < n; k++) {
 		struct lm_error err = {0};
 		long status = 0;
+		json_auto_t *resp = NULL;
 		autofree char *path = lm_cli_container_path(c, refs[k], action, query);
 		if (!path) {
 			rc = out_of_memory(prog);
 			continue;
 		}
-		if (lm_client_call(c, method, path, NULL, &status, NULL, &err) < 0) {
+		if (lm_client_call(c, method, path, NULL, &status, &resp, &err) < 0) {
 			if (lm_cli_agent_failed(prog, c, status, &err) == 125)
 				return 125;
 			rc = 1;
 			continue;
 		}
-		printf("%s\n", refs[k]);
+		if (done)
+			done(refs[k], resp, ctx);
+		else
+			printf("%s\n", refs[k]);
 		fflush(stdout);
 	}
 	return rc;
@@ -198,7 +207,7 @@ int lm_cli_start(const struct lm_cli_global *g, int argc, char **argv)
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
 		return 2;
-	return each_container(g, prog, argc - i, argv + i, "POST", "start", NULL, NULL);
+	return each_container(g, prog, argc - i, argv + i, "POST", "start", NULL, NULL, NULL, NULL);
 }
 
 /* stop and restart: [-t|--time S] CONTAINER... */
@@ -214,7 +223,7 @@ static int stop_like(const struct lm_cli_global *g, const char *prog, const char
 		return 2;
 	char t[16];
 	snprintf(t, sizeof(t), "%d", secs);
-	return each_container(g, prog, argc - i, argv + i, "POST", action, secs >= 0 ? "t" : NULL, t);
+	return each_container(g, prog, argc - i, argv + i, "POST", action, secs >= 0 ? "t" : NULL, t, NULL, NULL);
 }
 
 int lm_cli_stop(const struct lm_cli_global *g, int argc, char **argv)
@@ -241,7 +250,7 @@ int lm_cli_kill(const struct lm_cli_global *g, int argc, char **argv)
 		fprintf(stderr, "%s: --signal needs a signal name or number\n", prog);
 		return 2;
 	}
-	return each_container(g, prog, argc - i, argv + i, "POST", "kill", sig ? "signal" : NULL, sig);
+	return each_container(g, prog, argc - i, argv + i, "POST", "kill", sig ? "signal" : NULL, sig, NULL, NULL);
 }
 
 int lm_cli_rm(const struct lm_cli_global *g, int argc, char **argv)
@@ -255,10 +264,16 @@ int lm_cli_rm(const struct lm_cli_global *g, int argc, char **argv)
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "[-f|--force] CONTAINER...") < 0)
 		return 2;
-	return each_container(g, prog, argc - i, argv + i, "DELETE", NULL, force ? "force" : NULL, "1");
+	return each_container(g, prog, argc - i, argv + i, "DELETE", NULL, force ? "force" : NULL, "1", NULL, NULL);
 }
 
 /* --- inspect, wait --- */
+
+static void collect(const char *ref, json_t *resp, void *ctx)
+{
+	if (resp)
+		json_array_append(ctx, resp);
+}
 
 int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv)
 {
@@ -267,37 +282,23 @@ int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv)
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
 		return 2;
-	autoclient *c = NULL;
 	json_auto_t *arr = json_array();
-	int rc = lm_cli_connect(g, prog, &c);
-	if (rc)
-		return rc;
 	if (!arr)
 		return out_of_memory(prog);
-	for (; i < argc; i++) {
-		struct lm_error err = {0};
-		long status = 0;
-		json_t *obj = NULL;
-		autofree char *path = lm_cli_container_path(c, argv[i], NULL, NULL);
-		if (!path) {
-			rc = out_of_memory(prog);
-			continue;
-		}
-		if (lm_client_call(c, "GET", path, NULL, &status, &obj, &err) < 0) {
-			if (lm_cli_agent_failed(prog, c, status, &err) == 125)
-				return 125;
-			rc = 1;
-			continue;
-		}
-		if (obj)
-			json_array_append_new(arr, obj);
-	}
+	int rc = each_container(g, prog, argc - i, argv + i, "GET", NULL, NULL, NULL, collect, arr);
+	if (rc == 125)
+		return rc;
 	/* what was found is printed even when something was not, as docker does */
 	autofree char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (!s)
 		return out_of_memory(prog);
 	printf("%s\n", s);
 	return rc;
+}
+
+static void print_exit_code(const char *ref, json_t *resp, void *ctx)
+{
+	printf("%lld\n", lm_container_exit_code(resp));
 }
 
 int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv)
@@ -307,29 +308,7 @@ int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv)
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
 		return 2;
-	autoclient *c = NULL;
-	int rc = lm_cli_connect(g, prog, &c);
-	if (rc)
-		return rc;
-	for (; i < argc; i++) {
-		struct lm_error err = {0};
-		long status = 0;
-		json_auto_t *resp = NULL;
-		autofree char *path = lm_cli_container_path(c, argv[i], "wait", NULL);
-		if (!path) {
-			rc = out_of_memory(prog);
-			continue;
-		}
-		if (lm_client_call(c, "POST", path, NULL, &status, &resp, &err) < 0) {
-			if (lm_cli_agent_failed(prog, c, status, &err) == 125)
-				return 125;
-			rc = 1;
-			continue;
-		}
-		printf("%lld\n", lm_container_exit_code(resp));
-		fflush(stdout);
-	}
-	return rc;
+	return each_container(g, prog, argc - i, argv + i, "POST", "wait", NULL, NULL, print_exit_code, NULL);
 }
 
 /* --- logs --- */

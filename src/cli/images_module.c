@@ -28,6 +28,7 @@ int lamina_images_main(const struct lm_cli_global *g, const char *cmd, int argc,
 		{"ps", lm_cli_ps}, {"logs", lm_cli_logs}, {"start", lm_cli_start}, {"stop", lm_cli_stop},
 		{"restart", lm_cli_restart}, {"kill", lm_cli_kill}, {"rm", lm_cli_rm}, {"inspect", lm_cli_inspect},
 		{"wait", lm_cli_wait}, {"stats", lm_cli_stats}, {"events", lm_cli_events}, {"exec", lm_cli_exec},
+		{"attach", lm_cli_attach},
 	};
 	for (size_t k = 0; k < sizeof(container_cmds) / sizeof(container_cmds[0]); k++)
 		if (strcmp(cmd, container_cmds[k].name) == 0)

@@ -4,7 +4,10 @@
  * whichever way the container runs:
  *  - with an agent listening: the image is pulled here (as the policy says),
  *    then the agent creates and starts the container; without -d this command
- *    follows its log and returns its exit code (removing it with --rm).
+ *    follows its log and returns its exit code (removing it with --rm).  With
+ *    -i or -t it attaches instead (an upgraded connection, cli/exec.c): the
+ *    container starts only once attached, so none of its output is missed,
+ *    and its stdin (-i) and terminal (-t) are ours.
  *  - without an agent, only `run --rm` in the foreground: the container is
  *    this command's child, its writable layer is mounted only inside its own
  *    mount namespace, and everything is removed when it ends.
@@ -20,6 +23,7 @@
 
 #include "agent/prepare.h"
 #include "agent/run_spec.h"
+#include "cli/attach.h"
 #include "cli/cli.h"
 #include "cli/client.h"
 #include "cli/opts.h"
@@ -234,6 +238,37 @@ static int exit_code_for_start(const struct lm_error *err)
 	return EXIT_LAMINA;
 }
 
+static void remove_container(struct lm_client *cl, const char *id, bool force, const char *prog)
+{
+	char path[160];
+	struct lm_error err = {0};
+	long status = 0;
+	snprintf(path, sizeof(path), "/v1/containers/%s%s", id, force ? "?force=1" : "");
+	if (lm_client_call(cl, "DELETE", path, NULL, &status, NULL, &err) < 0 && status != 404)
+		fprintf(stderr, "%s: removing the container: %s\n", prog, err.msg);
+}
+
+/* -i, -t: attached to the container from its start to its end. */
+static int run_attached(struct lm_client *cl, struct run_flags *f, const char *id, const char *prog)
+{
+	bool exited;
+	int rc = lm_cli_session_attach(cl, prog, id, f->tty, f->interactive, &exited);
+	if (exited) {
+		/* the agent may not have recorded the end yet: a remove right
+		 * away would find it running */
+		char path[160];
+		struct lm_error err = {0};
+		long status = 0;
+		snprintf(path, sizeof(path), "/v1/containers/%s/wait", id);
+		lm_client_call(cl, "POST", path, NULL, &status, NULL, &err);
+	}
+	/* --rm without the end seen (a session that broke, a third ^C): the
+	 * container would outlive the command that was to remove it */
+	if (f->rm)
+		remove_container(cl, id, !exited, prog);
+	return rc < 0 ? EXIT_LAMINA : rc;
+}
+
 static int run_with_agent(const struct lm_cli_global *g, struct lm_client *cl, struct run_flags *f, json_t *req,
 			  const char *prog)
 {
@@ -254,6 +289,15 @@ static int run_with_agent(const struct lm_cli_global *g, struct lm_client *cl, s
 	 * after reading its exit code */
 	if (f->rm && f->detach)
 		json_object_set_new(req, "auto_remove", json_true());
+	/* the monitor keeps the container's stdin open (-i), gives it a terminal (-t) */
+	unsigned rows, cols;
+	if (f->tty)
+		json_object_set_new(req, "tty", json_true());
+	if (f->tty && lm_attach_term_size(&rows, &cols) == 0)
+		json_object_set_new(req, "tty_size", json_pack("{s:i, s:i}", "rows", (int)rows, "cols", (int)cols));
+	if (f->interactive)
+		json_object_set_new(req, "interactive", json_true());
+	bool attach = !f->detach && (f->tty || f->interactive);
 	if (lm_client_call(cl, "POST", "/v1/containers", req, &status, &resp, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_LAMINA;
@@ -262,7 +306,7 @@ static int run_with_agent(const struct lm_cli_global *g, struct lm_client *cl, s
 	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(resp, "id")));
 	json_decref(resp);
 	resp = NULL;
-	snprintf(path, sizeof(path), "/v1/containers/%s/start", id);
+	snprintf(path, sizeof(path), "/v1/containers/%s/start%s", id, attach ? "?attach=1" : "");
 	if (lm_client_call(cl, "POST", path, NULL, &status, NULL, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		rc = exit_code_for_start(&err);
@@ -276,6 +320,8 @@ static int run_with_agent(const struct lm_cli_global *g, struct lm_client *cl, s
 		printf("%s\n", id);
 		return 0;
 	}
+	if (attach)
+		return run_attached(cl, f, id, prog);
 	struct follow_ctx fc = {.at_line_start = true};
 	snprintf(path, sizeof(path), "/v1/containers/%s/logs?follow=1", id);
 	if (lm_client_stream(cl, "GET", path, print_log_line, &fc, &status, &err) < 0)
@@ -425,8 +471,11 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 ||
 	    need_args(argc, i, 1, -1, prog, "[OPTIONS] IMAGE [COMMAND [ARG...]]") < 0)
 		goto out;
-	if (f.tty) {
-		fprintf(stderr, "%s: -t (a terminal) is not implemented yet\n", prog);
+	/* docker's check: keys typed into something that is not a terminal
+	 * cannot be a terminal's input */
+	if (f.tty && f.interactive && !f.detach && !isatty(STDIN_FILENO)) {
+		fprintf(stderr, "%s: the input device is not a TTY\n", prog);
+		rc = EXIT_LAMINA;
 		goto out;
 	}
 	if (f.rm && f.restart && strcmp(f.restart, "no") != 0) {
@@ -438,18 +487,15 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 		goto out;
 	struct lm_error err = {0};
 	if (lm_client_open(g->socket, g->state, &cl, &err) == 0) {
-		if (f.interactive) {
-			fprintf(stderr, "%s: -i (stdin) for containers of the agent is not implemented yet\n", prog);
-			goto out;
-		}
 		rc = run_with_agent(g, cl, &f, req, prog);
 		goto out;
 	}
-	if (f.detach || !f.rm || (f.restart && strcmp(f.restart, "no") != 0)) {
+	if (f.detach || f.tty || !f.rm || (f.restart && strcmp(f.restart, "no") != 0)) {
 		fprintf(stderr,
 			"%s: %s: %s needs the agent (start one with: lamina agent); without it only `run --rm` "
 			"in the foreground works\n",
-			prog, err.msg, f.detach ? "-d" : !f.rm ? "a container that outlives this command" : "--restart");
+			prog, err.msg,
+			f.detach ? "-d" : f.tty ? "-t (a terminal)" : !f.rm ? "a container that outlives this command" : "--restart");
 		rc = EXIT_LAMINA;
 		goto out;
 	}

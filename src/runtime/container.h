@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "util/error.h"
@@ -57,6 +58,7 @@ struct lm_exec_opts {
 	const char *cwd;
 	const char *user;            /* "uid[:gid]" */
 	bool tty;
+	uint16_t console_rows, console_cols;  /* the terminal's first size; 0: the kernel's */
 	const char *console_socket;
 	bool detach;
 	const char *pid_file;

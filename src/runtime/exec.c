@@ -139,6 +139,10 @@ static int override_process(struct lm_process *proc, const struct lm_exec_opts *
 	if (o->user && parse_user(o->user, proc, err) < 0)
 		return -1;
 	proc->terminal = o->tty;
+	if (o->console_rows && o->console_cols) {
+		proc->console_height = o->console_rows;
+		proc->console_width = o->console_cols;
+	}
 	for (size_t i = 0; o->cap_add && o->cap_add[i]; i++) {
 		int c = lm_cap_from_name(o->cap_add[i]);
 		if (c < 0)

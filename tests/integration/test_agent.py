@@ -244,6 +244,71 @@ def test_exec(agent):
     assert p.returncode == 1 and "not running" in p.stderr
 
 
+def in_pty(agent, *args, rows=33, cols=101, input=b"", timeout=30):
+    """Run the CLI on a new terminal of the given size; returns (exit code, output)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMINA_")}
+    p = subprocess.Popen([str(LAMINA), "--root", str(agent.root), "--state", str(agent.state),
+                          *map(str, args)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                         start_new_session=True)
+    os.close(slave)
+    if input:
+        os.write(master, input)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        import select
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif p.poll() is not None:
+            break
+    rc = p.wait(timeout=5)
+    os.close(master)
+    return rc, out.decode(errors="replace")
+
+
+def test_run_interactive_and_tty(agent):
+    p = agent.cli("run", "-i", "--rm", IMAGE, "sh", "-c", "cat; exit 3", input="hello\nworld\n")
+    assert p.returncode == 3 and p.stdout == "hello\nworld\n", p.stderr
+    rc, out = in_pty(agent, "run", "-it", "--rm", IMAGE, "sh", "-c", "tty; stty size; exit 5")
+    assert rc == 5, out
+    assert "/dev/pts/" in out and "33 101" in out
+    # a terminal wanted, none given
+    p = agent.cli("run", "-it", "--rm", IMAGE, "true", input="")
+    assert p.returncode == 125 and "TTY" in p.stderr
+    assert agent.containers() == []
+
+
+def test_attach_and_exec_sessions(agent):
+    run_d(agent, "-i", "--name", "echoer", IMAGE, "sh", "-c", "while read l; do echo got $l; done; exit 6")
+    p = agent.cli("attach", "echoer", input="one\ntwo\n")
+    assert p.returncode == 6 and "got one\ngot two\n" in p.stdout, p.stderr
+    run_d(agent, "--name", "sess", IMAGE, "sleep", "60")
+    rc, out = in_pty(agent, "exec", "-it", "sess", "sh", "-c", "tty; stty size; exit 9", rows=20, cols=70)
+    assert rc == 9 and "/dev/pts/" in out and "20 70" in out, out
+    # the API refuses a session without the upgrade, and bad exec bodies
+    st, body = agent.api("POST", "/v1/containers/sess/exec", {"args": ["true"]})
+    assert st == 400 and "Upgrade" in body["message"]
+    hdr = {"Connection": "Upgrade", "Upgrade": "lamina-stream"}
+    for bad, word in (({"args": []}, "args"), ({"args": ["true"], "x": 1}, "unknown field"),
+                      ({"args": ["true"], "cwd": "rel"}, "absolute"), ({"args": ["true"], "user": "ghost"}, "ghost")):
+        st, body = agent.api("POST", "/v1/containers/sess/exec", bad, headers=hdr)
+        assert st == 400 and word in body["message"], (bad, body)
+    assert agent.inspect("sess")["status"] == "running"
+
+
 def test_rm_running_needs_force(agent):
     run_d(agent, "--name", "busy", IMAGE, "sleep", "60")
     p = agent.cli("rm", "busy")

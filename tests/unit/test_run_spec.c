@@ -78,6 +78,8 @@ static void test_defaults(void **state)
 	assert_int_equal(s.restart, LM_RESTART_NO);
 	assert_int_equal(s.stop_timeout, -1);
 	assert_int_equal(s.opts.network, LM_RUN_NET_NONE);
+	assert_false(s.tty);
+	assert_false(s.opts.tty);
 	lm_run_spec_free(&s);
 }
 
@@ -112,8 +114,10 @@ static void test_bad_requests(void **state)
 	expect_error("{\"image\":\"x\",\"mounts\":[{\"type\":\"tmpfs\",\"target\":\"/t\",\"extra\":1}]}",
 		     "unknown field \"extra\"");
 	expect_error("{\"image\":\"x\",\"auto_remove\":true,\"restart\":\"always\"}", "conflict");
-	expect_error("{\"image\":\"x\",\"tty\":true}", "not implemented");
 	expect_error("{\"image\":\"x\",\"read_only\":\"yes\"}", "read_only");
+	expect_error("{\"image\":\"x\",\"tty\":true,\"tty_size\":{\"rows\":0,\"cols\":80}}", "tty_size");
+	expect_error("{\"image\":\"x\",\"tty\":true,\"tty_size\":{\"rows\":24}}", "tty_size");
+	expect_error("{\"image\":\"x\",\"tty_size\":[24,80]}", "tty_size");
 }
 
 static void test_sizes_and_policies(void **state)
