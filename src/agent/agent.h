@@ -27,6 +27,7 @@
 #include "agent/db.h"
 #include "agent/run_spec.h"
 #include "cli/cli.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #define LM_AGENT_BACKOFF_MIN_MS 100
@@ -63,8 +64,6 @@ struct agent {
 	} logs;
 };
 
-int64_t lm_now_ns(void);        /* CLOCK_REALTIME */
-int64_t lm_mono_ns(void);       /* CLOCK_MONOTONIC */
 
 /* ctr.c: the container operations.  Each returns <0 with err set (err->code
  * says which HTTP status: ENOENT 404, EEXIST/EBUSY 409, EINVAL 400, ...). */

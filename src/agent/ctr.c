@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -37,20 +38,6 @@
 #include "util/log.h"
 
 extern char **environ;
-
-int64_t lm_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t lm_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 bool agent_running(const struct ctr *c)
 {
@@ -838,6 +825,43 @@ static void sweep_dir(struct agent *a, const char *dir, const char *what)
 	closedir(d);
 }
 
+/* Cgroups of the agent's containers that are not running: what a runtime
+ * killed between its cgroup and its state left (the runtime's own delete
+ * removes the cgroup with the state).  Only ids in the database: a cgroup
+ * is made at start, after the row, and /lamina/<id> may also belong to a
+ * container of `lamina oci` that is none of the agent's business. */
+static void sweep_cgroups(struct agent *a)
+{
+	glob_t gl;
+	if (glob("/sys/fs/cgroup/{lamina,*/lamina}", GLOB_BRACE | GLOB_ONLYDIR, NULL, &gl) != 0)
+		return;
+	for (size_t i = 0; i < gl.gl_pathc; i++) {
+		DIR *d = opendir(gl.gl_pathv[i]);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			if (!is_agent_id(de->d_name))
+				continue;
+			struct lm_error err;
+			struct ctr *c = known_id(a, de->d_name) ? agent_find(a, de->d_name, &err) : NULL;
+			if (!c || agent_running(c))
+				continue;
+			char rel[80];
+			snprintf(rel, sizeof(rel), "/lamina/%s", de->d_name);
+			struct lm_cgroup cg;
+			if (lm_cgroup_open(&cg, rel, &err) < 0)
+				continue;
+			lm_log(LM_LOG_INFO, "removing cgroup %s: no running container owns it", rel);
+			lm_cgroup_kill_all(&cg, SIGKILL, &err);
+			if (lm_cgroup_destroy(&cg, &err) < 0)
+				lm_warn("cgroup %s: %s", rel, err.msg);
+			lm_cgroup_free(&cg);
+		}
+		if (d)
+			closedir(d);
+	}
+	globfree(&gl);
+}
+
 /* Layers of `lamina run --rm` (not agent ids) belong to their runs. */
 static bool layer_owned(const char *id, void *ctx)
 {
@@ -891,6 +915,7 @@ int agent_reconcile(struct agent *a, struct lm_error *err)
 	autofree char *bundles = path_fmt("%s/containers", a->agent_dir);
 	if (bundles)
 		sweep_dir(a, bundles, "container directory");
+	sweep_cgroups(a);
 	/* writable layers: the sweep also removes broken ones remove_files cannot open */
 	size_t removed = 0;
 	struct lm_error serr;

@@ -36,19 +36,6 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 
-int64_t mon_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t mon_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void mon_watch_set(struct monitor *m, struct mon_watch *w, uint32_t events)
 {
@@ -189,7 +176,7 @@ static int create_container(struct monitor *m, struct lm_error *err)
 		lm_err_sys(err, "pidfd of the container process");
 		goto fail;
 	}
-	m->started_at = mon_now_ns(); /* until start_now says otherwise */
+	m->started_at = lm_now_ns(); /* until start_now says otherwise */
 	rc = 0;
 	goto out;
 fail:;
@@ -225,7 +212,7 @@ void mon_drop_code_pages(void)
 static int start_now(struct monitor *m, struct lm_error *err)
 {
 	m->started = true;
-	m->started_at = mon_now_ns();
+	m->started_at = lm_now_ns();
 	return lm_container_start(m->oci_root, m->id, err);
 }
 
@@ -264,8 +251,8 @@ static void reap(struct monitor *m)
 			if (!m->main.exited) {
 				m->main.exited = true;
 				m->main.wstatus = status;
-				m->finished_at = mon_now_ns();
-				m->main.drain_deadline = mon_mono_ns() + MON_DRAIN_NS;
+				m->finished_at = lm_now_ns();
+				m->main.drain_deadline = lm_mono_ns() + MON_DRAIN_NS;
 			}
 		} else {
 			mon_exec_reaped(m, pid, status);
@@ -303,7 +290,7 @@ static void finish(struct monitor *m)
 	mon_exec_end_all(m);
 	record_exit(m);
 	m->finished = true;
-	m->linger_deadline = mon_mono_ns() + MON_DRAIN_NS;
+	m->linger_deadline = lm_mono_ns() + MON_DRAIN_NS;
 	mon_sessions_exit(m);
 }
 
@@ -361,10 +348,10 @@ static int run_loop(struct monitor *m)
 	mon_watch_set(m, &m->pidfd, EPOLLIN);
 	mon_watch_set(m, &m->sig, EPOLLIN);
 	mon_watch_set(m, &m->listen, EPOLLIN);
-	int64_t start_deadline = m->started ? 0 : mon_mono_ns() + MON_ATTACH_WAIT_NS;
+	int64_t start_deadline = m->started ? 0 : lm_mono_ns() + MON_ATTACH_WAIT_NS;
 	reap(m);
 	for (;;) {
-		int64_t now = mon_mono_ns(), next = mon_proc_tick(m, now);
+		int64_t now = lm_mono_ns(), next = mon_proc_tick(m, now);
 		struct mon_proc *p = &m->main;
 		if (!m->started && !p->exited) {
 			if (now >= start_deadline)
@@ -494,7 +481,7 @@ int lm_monitor_main(int argc, char **argv)
 			while (waitpid(m.main.pid, &m.main.wstatus, 0) < 0 && errno == EINTR)
 				;
 			m.main.exited = true;
-			m.finished_at = mon_now_ns();
+			m.finished_at = lm_now_ns();
 		}
 		mon_proc_close_output(&m, &m.main);
 		finish(&m);

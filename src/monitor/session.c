@@ -283,7 +283,7 @@ static void proc_resume_output(struct monitor *m, struct mon_proc *p)
 	mon_watch_set(m, &p->out, EPOLLIN);
 	mon_watch_set(m, &p->err, EPOLLIN);
 	/* what it left in the pipe while paused is still to come */
-	int64_t later = mon_mono_ns() + MON_DRAIN_NS;
+	int64_t later = lm_mono_ns() + MON_DRAIN_NS;
 	if (p->exited && p->drain_deadline < later)
 		p->drain_deadline = later;
 }
@@ -564,7 +564,7 @@ void mon_exec_reaped(struct monitor *m, pid_t pid, int wstatus)
 		if (p->pid == pid && !p->exited && !p->dead) {
 			p->exited = true;
 			p->wstatus = wstatus;
-			p->drain_deadline = mon_mono_ns() + MON_DRAIN_NS;
+			p->drain_deadline = lm_mono_ns() + MON_DRAIN_NS;
 			proc_check_done(m, p);
 			return;
 		}
@@ -573,16 +573,16 @@ void mon_exec_reaped(struct monitor *m, pid_t pid, int wstatus)
 
 void mon_exec_end_all(struct monitor *m)
 {
-	int64_t deadline = mon_mono_ns() + MON_DRAIN_NS;
+	int64_t deadline = lm_mono_ns() + MON_DRAIN_NS;
 	for (struct mon_proc *p = m->execs; p; p = p->next) {
 		for (int tries = 0; p->report.fd >= 0 && tries < 2; tries++) {
 			struct pollfd pfd = {.fd = p->report.fd, .events = POLLIN};
-			int left = (int)((deadline - mon_mono_ns()) / 1000000);
+			int left = (int)((deadline - lm_mono_ns()) / 1000000);
 			if (left <= 0 || poll(&pfd, 1, left) == 0) {
 				/* a starter that hangs (a frozen container): no report comes */
 				if (p->helper > 0)
 					kill(p->helper, SIGKILL);
-				deadline = mon_mono_ns() + 1000000000LL;
+				deadline = lm_mono_ns() + 1000000000LL;
 			}
 			mon_exec_report(m, p);
 		}

@@ -11,6 +11,7 @@
 
 #include "monitor/logfile.h"
 #include "runtime/container.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 /* An attach client further behind than this is dropped (and counted): the
@@ -100,8 +101,6 @@ struct monitor {
 };
 
 /* ---- monitor.c */
-int64_t mon_now_ns(void);    /* CLOCK_REALTIME: timestamps */
-int64_t mon_mono_ns(void);   /* CLOCK_MONOTONIC: deadlines */
 /* Put w in the epoll set with these events, or take it out (0). */
 void mon_watch_set(struct monitor *m, struct mon_watch *w, uint32_t events);
 /* Take w out of the set and close its fd. */
