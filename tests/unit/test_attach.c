@@ -2,11 +2,11 @@
  * (src/cli/client.c) and lm_attach_session (src/cli/attach.c) against a
  * scripted agent on a unix socket.
  *
- * The peer is a forked child.  It reads one request (skipping connections
- * that close without one: lm_client_open's probe), writes the answer the
- * test built (the 101 and the first frames in the SAME write, so that a
- * client reading past the headers would lose them), then does what the
- * script says: wait for the client's STDIN_EOF, or its first STDIN frame
+ * The peer (peer.h) is a forked child.  It reads one request (skipping
+ * connections that close without one: lm_client_open's probe), writes the
+ * answer the test built (the 101 and the first frames in the SAME write, so
+ * that a client reading past the headers would lose them), then does what
+ * the script says: wait for the client's STDIN_EOF, or its first STDIN frame
  * (and signal the test process), or play a terminal; then writes the rest
  * and reads what the client still sends until it closes.  Every frame the
  * client sent is logged to files the test reads afterwards: "events" (one
@@ -15,13 +15,11 @@
 #include <stdlib.h>
 
 #include "testutil.h"
+#include "peer.h"
 
 #include <jansson.h>
 #include <pty.h>
-#include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -35,39 +33,26 @@
 
 /* ------------------------------------------------------------ bytes */
 
-struct bytes {
-	char *d;
-	size_t n;
-};
-
-static void b_add(struct bytes *b, const void *p, size_t n)
+static void b_str(struct tu_buf *b, const char *s)
 {
-	b->d = realloc(b->d, b->n + n + 1);
-	assert_non_null(b->d);
-	memcpy(b->d + b->n, p, n);
-	b->n += n;
+	tu_buf_add(b, s, strlen(s));
 }
 
-static void b_str(struct bytes *b, const char *s)
-{
-	b_add(b, s, strlen(s));
-}
-
-static void b_frame(struct bytes *b, enum lm_stream_type type, const void *p, size_t n)
+static void b_frame(struct tu_buf *b, enum lm_stream_type type, const void *p, size_t n)
 {
 	uint8_t h[LM_STREAM_HEADER];
 	lm_stream_header(h, type, (uint32_t)n);
-	b_add(b, h, sizeof(h));
+	tu_buf_add(b, h, sizeof(h));
 	if (n)
-		b_add(b, p, n);
+		tu_buf_add(b, p, n);
 }
 
-static void b_frame_str(struct bytes *b, enum lm_stream_type type, const char *s)
+static void b_frame_str(struct tu_buf *b, enum lm_stream_type type, const char *s)
 {
 	b_frame(b, type, s, strlen(s));
 }
 
-static void b_exit(struct bytes *b, int code, int sig, bool oom)
+static void b_exit(struct tu_buf *b, int code, int sig, bool oom)
 {
 	char j[128];
 	FMT(j, "{\"exit_code\": %d, \"signal\": %d, \"oom_killed\": %s}", code, sig, oom ? "true" : "false");
@@ -84,38 +69,27 @@ enum wait_for {
 };
 
 struct script {
-	struct bytes answer;     /* written at once after the request */
-	struct bytes parts[4];   /* or, when parts[0].n: these, 150 ms apart */
+	struct tu_buf answer;    /* written at once after the request */
+	struct tu_buf parts[4];  /* or, when parts[0].len: these, 150 ms apart */
 	enum wait_for wait;
 	int signal;              /* WAIT_STDIN */
 	int master, slave;       /* WAIT_TTY */
-	struct bytes after;      /* written when the wait is over */
+	struct tu_buf after;     /* written when the wait is over */
 	bool close_first;        /* close after that, not reading the client's last frames */
 };
 
-struct peer {
-	char dir[64];
-	char sock[128];
-	pid_t pid;
-};
-
-static void peer_file(const struct peer *p, const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", p->dir, name);
-}
-
-static void log_append(const struct peer *p, const char *name, const void *data, size_t n)
+static void log_append(const struct tu_peer *p, const char *name, const void *data, size_t n)
 {
 	char path[128];
-	peer_file(p, name, path, sizeof(path));
+	tu_peer_path(p, name, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, data, n) != (ssize_t)n)
 		_exit(3);
 	close(fd);
 }
 
-static void log_event(const struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_event(const struct peer *p, const char *fmt, ...)
+static void log_event(const struct tu_peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_event(const struct tu_peer *p, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -140,37 +114,14 @@ static bool read_full(int fd, void *buf, size_t n)
 	return true;
 }
 
-static void write_bytes(int fd, const struct bytes *b)
+static void write_bytes(int fd, const struct tu_buf *b)
 {
-	if (b->n && write(fd, b->d, b->n) != (ssize_t)b->n)
+	if (b->len && write(fd, b->data, b->len) != (ssize_t)b->len)
 		_exit(4);
 }
 
-/* Reads one request (headers, then Content-Length bytes of body); its
- * length, 0 when the connection closed without one. */
-static size_t read_request(int fd, char *buf, size_t size)
-{
-	size_t len = 0, want = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, size - 1 - len);
-		if (n <= 0)
-			return len;
-		len += (size_t)n;
-		buf[len] = '\0';
-		char *end = strstr(buf, "\r\n\r\n");
-		if (!end)
-			continue;
-		if (!want) {
-			const char *cl = strcasestr(buf, "Content-Length:");
-			want = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0);
-		}
-		if (len >= want)
-			return len;
-	}
-}
-
 /* One frame from the client, logged; its type, or -1 at the end. */
-static int peer_frame(const struct peer *p, int fd)
+static int peer_frame(const struct tu_peer *p, int fd)
 {
 	uint8_t h[LM_STREAM_HEADER];
 	enum lm_stream_type type;
@@ -203,7 +154,7 @@ static int peer_frame(const struct peer *p, int fd)
 	return (int)type;
 }
 
-static void peer_tty(const struct peer *p, const struct script *s, int fd)
+static void peer_tty(const struct tu_peer *p, const struct script *s, int fd)
 {
 	int t;
 	while ((t = peer_frame(p, fd)) >= 0 && t != LM_STREAM_RESIZE)
@@ -225,78 +176,51 @@ static void peer_tty(const struct peer *p, const struct script *s, int fd)
 	}
 }
 
-static void peer_serve(int lfd, const struct peer *p, const struct script *s)
+/* Starts the peer on s: the answer, the wait, the rest (see the top). */
+static void peer_start(struct tu_peer *p, const struct script *s)
 {
-	signal(SIGPIPE, SIG_IGN); /* a client that went is fine */
-	alarm(20);                /* never outlive a test that went wrong */
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			_exit(1);
-		char req[65536];
-		size_t len = read_request(fd, req, sizeof(req));
-		if (len == 0) {
-			close(fd);
-			continue;
+	int fd = tu_peer_start(p, "attach");
+	if (fd < 0)
+		return; /* the test process */
+	if (s->parts[0].len) {
+		for (size_t i = 0; i < 4 && s->parts[i].len; i++) {
+			if (i)
+				usleep(150 * 1000);
+			write_bytes(fd, &s->parts[i]);
 		}
-		log_append(p, "request", req, len);
-		if (s->parts[0].n) {
-			for (size_t i = 0; i < 4 && s->parts[i].n; i++) {
-				if (i)
-					usleep(150 * 1000);
-				write_bytes(fd, &s->parts[i]);
-			}
-		} else {
-			write_bytes(fd, &s->answer);
-		}
-		int t;
-		switch (s->wait) {
-		case WAIT_NOTHING:
-			break;
-		case WAIT_STDIN_EOF:
-			while ((t = peer_frame(p, fd)) >= 0 && t != LM_STREAM_STDIN_EOF)
-				;
-			break;
-		case WAIT_STDIN:
-			while ((t = peer_frame(p, fd)) >= 0 && t != LM_STREAM_STDIN)
-				;
-			kill(getppid(), s->signal);
-			usleep(200 * 1000);
-			break;
-		case WAIT_TTY:
-			peer_tty(p, s, fd);
-			break;
-		}
-		ssize_t w = write(fd, s->after.d, s->after.n); /* the client may have gone */
-		(void)w;
-		if (!s->close_first)
-			while (peer_frame(p, fd) >= 0)
-				;
-		close(fd);
-		_exit(0);
+	} else {
+		write_bytes(fd, &s->answer);
 	}
-}
-
-static void peer_start(struct peer *p, const struct script *s)
-{
-	assert_int_equal(tu_mkdtemp(p->dir, sizeof(p->dir), "attach"), 0);
-	FMT(p->sock, "%s/agent.sock", p->dir);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(lfd >= 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, p->sock, strlen(p->sock) + 1);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(lfd, 8), 0);
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0)
-		peer_serve(lfd, p, s);
-	close(lfd);
+	int t;
+	switch (s->wait) {
+	case WAIT_NOTHING:
+		break;
+	case WAIT_STDIN_EOF:
+		while ((t = peer_frame(p, fd)) >= 0 && t != LM_STREAM_STDIN_EOF)
+			;
+		break;
+	case WAIT_STDIN:
+		while ((t = peer_frame(p, fd)) >= 0 && t != LM_STREAM_STDIN)
+			;
+		kill(getppid(), s->signal);
+		usleep(200 * 1000);
+		break;
+	case WAIT_TTY:
+		peer_tty(p, s, fd);
+		break;
+	}
+	ssize_t w = write(fd, s->after.data, s->after.len); /* the client may have gone */
+	(void)w;
+	if (!s->close_first)
+		while (peer_frame(p, fd) >= 0)
+			;
+	close(fd);
+	_exit(0);
 }
 
 /* Waits for the peer (killing it when it still waits after a while); its
  * exit status must be 0. */
-static void peer_wait(struct peer *p)
+static void peer_wait(struct tu_peer *p)
 {
 	int st = 0;
 	for (int i = 0; i < 40 && waitpid(p->pid, &st, WNOHANG) == 0; i++)
@@ -311,10 +235,10 @@ static void peer_wait(struct peer *p)
 }
 
 /* A file of the peer's directory, "" when there is none (malloc'd). */
-static char *peer_read(const struct peer *p, const char *name)
+static char *peer_read(const struct tu_peer *p, const char *name)
 {
 	char path[128];
-	peer_file(p, name, path, sizeof(path));
+	tu_peer_path(p, name, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0)
@@ -328,18 +252,35 @@ static char *peer_read(const struct peer *p, const char *name)
 	return buf;
 }
 
+/* The peer's file name holds exactly want. */
+static void assert_peer_file(const struct tu_peer *p, const char *name, const char *want)
+{
+	char *got = peer_read(p, name);
+	assert_string_equal(got, want);
+	free(got);
+}
+
 static void script_free(struct script *s)
 {
-	free(s->answer.d);
-	free(s->after.d);
+	free(s->answer.data);
+	free(s->after.data);
 	for (size_t i = 0; i < 4; i++)
-		free(s->parts[i].d);
+		free(s->parts[i].data);
+}
+
+/* A script whose answer starts with the 101, as most do. */
+static struct script upgraded(void)
+{
+	struct script s = {0};
+	b_str(&s.answer, SWITCH);
+	return s;
 }
 
 /* ------------------------------------------------------------ sessions */
 
 struct run {
-	struct peer peer;
+	struct tu_peer peer;
+	struct script *script;   /* the peer's, freed by run_done */
 	int out, err;            /* files in the peer's directory */
 	long status;
 	int upgrade_rc, session_rc;
@@ -353,10 +294,11 @@ static void run_session(struct run *r, struct script *s, const char *path, json_
 			struct lm_attach_opts o)
 {
 	memset(r, 0, sizeof(*r));
+	r->script = s;
 	peer_start(&r->peer, s);
 	char out[128], err[128];
-	peer_file(&r->peer, "out", out, sizeof(out));
-	peer_file(&r->peer, "err", err, sizeof(err));
+	tu_peer_path(&r->peer, "out", out, sizeof(out));
+	tu_peer_path(&r->peer, "err", err, sizeof(err));
 	r->out = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	r->err = open(err, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(r->out >= 0 && r->err >= 0);
@@ -385,6 +327,7 @@ static void run_done(struct run *r)
 	close(r->out);
 	close(r->err);
 	tu_rm_tree(r->peer.dir, 0);
+	script_free(r->script);
 }
 
 static struct lm_attach_opts no_stdin(void)
@@ -397,8 +340,7 @@ static struct lm_attach_opts no_stdin(void)
 static void test_exit_code_and_output(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_STDOUT, "out one\n");
 	b_frame_str(&s.answer, LM_STREAM_STDERR, "err one\n");
 	b_frame(&s.answer, LM_STREAM_STDOUT, "", 0); /* empty: nothing */
@@ -424,19 +366,15 @@ static void test_exit_code_and_output(void **state)
 	assert_contains(req, "\r\n\r\n{\"args\":[\"sh\",\"-c\"],\"tty\":false,\"stdin\":false}");
 	free(req);
 	/* without stdin and a terminal the client sends nothing */
-	char *ev = peer_read(&r.peer, "events");
-	assert_string_equal(ev, "");
-	free(ev);
+	assert_peer_file(&r.peer, "events", "");
 	json_decref(body);
 	run_done(&r);
-	script_free(&s);
 }
 
 static void test_exit_by_signal_oom(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_exit(&s.answer, 0, 9, true);
 	struct run r;
 	run_session(&r, &s, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
@@ -450,7 +388,6 @@ static void test_exit_by_signal_oom(void **state)
 	assert_null(strstr(req, "Content-Type"));
 	free(req);
 	run_done(&r);
-	script_free(&s);
 }
 
 /* A frame bigger than one read, and frames cut anywhere, the header included. */
@@ -463,7 +400,7 @@ static void test_big_and_split_frames(void **state)
 	assert_non_null(data);
 	for (size_t i = 0; i < big; i++)
 		data[i] = (char)('a' + i % 26);
-	struct bytes all = {0};
+	struct tu_buf all = {0};
 	b_frame_str(&all, LM_STREAM_STDERR, "e1");
 	b_frame(&all, LM_STREAM_STDOUT, data, big);
 	b_frame_str(&all, LM_STREAM_STDERR, "e2");
@@ -471,10 +408,10 @@ static void test_big_and_split_frames(void **state)
 	/* the 101 with 5 bytes of the first frame's header; the rest of it;
 	 * then the rest at two odd places */
 	b_str(&s.parts[0], "HTTP/1.1 100 Continue\r\n\r\n" SWITCH);
-	b_add(&s.parts[0], all.d, 5);
-	b_add(&s.parts[1], all.d + 5, 3);
-	b_add(&s.parts[2], all.d + 8, 1000);
-	b_add(&s.parts[3], all.d + 1008, all.n - 1008);
+	tu_buf_add(&s.parts[0], all.data, 5);
+	tu_buf_add(&s.parts[1], all.data + 5, 3);
+	tu_buf_add(&s.parts[2], all.data + 8, 1000);
+	tu_buf_add(&s.parts[3], all.data + 1008, all.len - 1008);
 	struct run r;
 	run_session(&r, &s, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
 	assert_ok(r.session_rc, r.error);
@@ -488,16 +425,14 @@ static void test_big_and_split_frames(void **state)
 	assert_string_equal(tu_fd_content(r.err), "e1e2");
 	free(got);
 	free(data);
-	free(all.d);
+	free(all.data);
 	run_done(&r);
-	script_free(&s);
 }
 
 static void test_stdin(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_STDOUT, "ready\n");
 	s.wait = WAIT_STDIN_EOF;
 	b_exit(&s.after, 0, 0, false);
@@ -533,15 +468,13 @@ static void test_stdin(void **state)
 	free(data);
 	tu_rm_tree(dir, 0);
 	run_done(&r);
-	script_free(&s);
 }
 
 /* An empty stdin (/dev/null) is an STDIN_EOF at once. */
 static void test_stdin_empty(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	s.wait = WAIT_STDIN_EOF;
 	b_exit(&s.after, 5, 0, false);
 	int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -550,19 +483,15 @@ static void test_stdin_empty(void **state)
 		    (struct lm_attach_opts){.in = in, .send_stdin = true});
 	assert_ok(r.session_rc, r.error);
 	assert_int_equal(r.end.exit_code, 5);
-	char *ev = peer_read(&r.peer, "events");
-	assert_string_equal(ev, "STDIN_EOF 0\n");
-	free(ev);
+	assert_peer_file(&r.peer, "events", "STDIN_EOF 0\n");
 	close(in);
 	run_done(&r);
-	script_free(&s);
 }
 
 static void test_error_frame(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_STDERR, "before\n");
 	b_frame_str(&s.answer, LM_STREAM_ERROR, "{\"message\": \"exec /nope: no such file or directory\", \"errno\": 2}");
 	struct run r;
@@ -574,33 +503,27 @@ static void test_error_frame(void **state)
 	assert_string_equal(r.error.msg, "exec /nope: no such file or directory");
 	assert_string_equal(tu_fd_content(r.err), "before\n");
 	run_done(&r);
-	script_free(&s);
 
 	/* without an errno, and not JSON at all */
-	struct script s2 = {0};
-	b_str(&s2.answer, SWITCH);
+	struct script s2 = upgraded();
 	b_frame_str(&s2.answer, LM_STREAM_ERROR, "{\"message\": \"the container is gone\"}");
 	run_session(&r, &s2, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
 	assert_true(r.session_rc < 0 && r.end.error_frame);
 	assert_int_equal(r.error.code, 0);
 	assert_string_equal(r.error.msg, "the container is gone");
 	run_done(&r);
-	script_free(&s2);
-	struct script s3 = {0};
-	b_str(&s3.answer, SWITCH);
+	struct script s3 = upgraded();
 	b_frame_str(&s3.answer, LM_STREAM_ERROR, "oops");
 	run_session(&r, &s3, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
 	assert_true(r.session_rc < 0 && r.end.error_frame);
 	assert_contains(r.error.msg, "oops");
 	run_done(&r);
-	script_free(&s3);
 }
 
 static void test_closed_without_exit(void **state)
 {
 	(void)state;
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_STDOUT, "partial");
 	s.close_first = true;
 	struct run r;
@@ -611,14 +534,12 @@ static void test_closed_without_exit(void **state)
 	assert_contains(r.error.msg, "without the process's exit status");
 	assert_string_equal(tu_fd_content(r.out), "partial");
 	run_done(&r);
-	script_free(&s);
 
 	/* in the middle of a frame: 3 of its 10 bytes */
-	struct script s2 = {0};
-	b_str(&s2.answer, SWITCH);
+	struct script s2 = upgraded();
 	uint8_t h[LM_STREAM_HEADER];
 	lm_stream_header(h, LM_STREAM_STDOUT, 10);
-	b_add(&s2.answer, h, sizeof(h));
+	tu_buf_add(&s2.answer, h, sizeof(h));
 	b_str(&s2.answer, "abc");
 	s2.close_first = true;
 	run_session(&r, &s2, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
@@ -626,11 +547,9 @@ static void test_closed_without_exit(void **state)
 	assert_int_equal(r.error.code, EPIPE);
 	assert_contains(r.error.msg, "middle of a frame");
 	run_done(&r);
-	script_free(&s2);
 
 	/* with stdin still open: the end of the connection ends it all the same */
-	struct script s3 = {0};
-	b_str(&s3.answer, SWITCH);
+	struct script s3 = upgraded();
 	s3.close_first = true;
 	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -641,7 +560,6 @@ static void test_closed_without_exit(void **state)
 	close(p[0]);
 	close(p[1]);
 	run_done(&r);
-	script_free(&s3);
 }
 
 static void test_status_before_upgrade(void **state)
@@ -682,7 +600,6 @@ static void test_status_before_upgrade(void **state)
 		assert_contains(r.error.msg, cases[i].msg);
 		json_decref(body);
 		run_done(&r);
-		script_free(&s);
 	}
 }
 
@@ -690,7 +607,7 @@ static void test_no_agent(void **state)
 {
 	(void)state;
 	struct script s = {0};
-	struct peer p;
+	struct tu_peer p;
 	peer_start(&p, &s);
 	struct lm_client *c = NULL;
 	struct lm_error err = {0};
@@ -723,10 +640,9 @@ static void test_malformed_frames(void **state)
 		{{6, 0, 0, 0, 0, 0, 0, 1}, "only a client sends"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct script s = {0};
-		b_str(&s.answer, SWITCH);
+		struct script s = upgraded();
 		b_frame_str(&s.answer, LM_STREAM_STDOUT, "fine\n");
-		b_add(&s.answer, cases[i].h, LM_STREAM_HEADER);
+		tu_buf_add(&s.answer, cases[i].h, LM_STREAM_HEADER);
 		b_str(&s.answer, "x");
 		b_exit(&s.answer, 0, 0, false);
 		struct run r;
@@ -736,18 +652,15 @@ static void test_malformed_frames(void **state)
 		assert_contains(r.error.msg, cases[i].msg);
 		assert_string_equal(tu_fd_content(r.out), "fine\n");
 		run_done(&r);
-		script_free(&s);
 	}
 	/* an EXIT frame without an exit code */
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_EXIT, "{\"signal\": 0}");
 	struct run r;
 	run_session(&r, &s, "/v1/containers/web/attach?stdin=0", NULL, no_stdin());
 	assert_true(r.session_rc < 0);
 	assert_int_equal(r.error.code, EPROTO);
 	run_done(&r);
-	script_free(&s);
 }
 
 struct seen {
@@ -770,8 +683,7 @@ static void test_signals(void **state)
 	signal(SIGINT, SIG_DFL); /* an ignored one is left alone */
 	pthread_sigmask(SIG_SETMASK, NULL, &before);
 	/* with a handler: it sees the signal and the session goes on to its EXIT */
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	s.wait = WAIT_STDIN;
 	s.signal = SIGTERM;
 	b_exit(&s.after, 143, 15, false);
@@ -787,11 +699,9 @@ static void test_signals(void **state)
 	assert_int_equal(seen.n, 1);
 	assert_int_equal(seen.sig[0], SIGTERM);
 	run_done(&r);
-	script_free(&s);
 
 	/* without one: the session ends, and the signal with it */
-	struct script s2 = {0};
-	b_str(&s2.answer, SWITCH);
+	struct script s2 = upgraded();
 	s2.wait = WAIT_STDIN;
 	s2.signal = SIGINT;
 	b_exit(&s2.after, 0, 0, false);
@@ -804,7 +714,6 @@ static void test_signals(void **state)
 	assert_int_equal(r.end.interrupted, SIGINT);
 	assert_false(r.end.error_frame);
 	run_done(&r);
-	script_free(&s2);
 	close(p[0]);
 	close(p[1]);
 	/* the mask is as it was (and as every earlier session left it: none of
@@ -831,8 +740,7 @@ static void test_tty(void **state)
 	struct termios before, after;
 	assert_int_equal(tcgetattr(slave, &before), 0);
 	assert_true(before.c_lflag & ICANON);
-	struct script s = {0};
-	b_str(&s.answer, SWITCH);
+	struct script s = upgraded();
 	b_frame_str(&s.answer, LM_STREAM_STDOUT, "$ ");
 	s.wait = WAIT_TTY;
 	s.master = master;
@@ -852,9 +760,7 @@ static void test_tty(void **state)
 		fail_msg("events: %s", ev);
 	assert_contains(ev, "RESIZE {\"rows\":40,\"cols\":100}\n");
 	free(ev);
-	char *in = peer_read(&r.peer, "stdin");
-	assert_string_equal(in, "hi\r");
-	free(in);
+	assert_peer_file(&r.peer, "stdin", "hi\r");
 	/* and the terminal as it was */
 	assert_int_equal(tcgetattr(slave, &after), 0);
 	assert_int_equal(after.c_lflag, before.c_lflag);
@@ -862,21 +768,16 @@ static void test_tty(void **state)
 	assert_int_equal(after.c_oflag, before.c_oflag);
 	assert_int_equal(after.c_cflag, before.c_cflag);
 	run_done(&r);
-	script_free(&s);
 
 	/* a terminal, stdin not forwarded: the size, no raw mode */
-	struct script s2 = {0};
-	b_str(&s2.answer, SWITCH);
+	struct script s2 = upgraded();
 	s2.wait = WAIT_NOTHING;
 	b_exit(&s2.answer, 0, 0, false);
 	run_session(&r, &s2, "/v1/containers/web/attach?stdin=0", NULL,
 		    (struct lm_attach_opts){.in = slave, .tty = true});
 	assert_ok(r.session_rc, r.error);
-	ev = peer_read(&r.peer, "events");
-	assert_string_equal(ev, "RESIZE {\"rows\":40,\"cols\":100}\n");
-	free(ev);
+	assert_peer_file(&r.peer, "events", "RESIZE {\"rows\":40,\"cols\":100}\n");
 	run_done(&r);
-	script_free(&s2);
 	close(master);
 	close(slave);
 }

@@ -142,42 +142,6 @@ static bool exists_anywhere(const char *rel)
 	return false;
 }
 
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			char c[PATH_MAX];
-			snprintf(c, sizeof(c), "%s/%s", dir, de->d_name);
-			rm_tree(c);
-		}
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-static void rm_everywhere(const char *rel)
-{
-	DIR *d = opendir("/sys/fs/cgroup");
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p[PATH_MAX];
-		snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s", de->d_name, rel);
-		rm_tree(p);
-	}
-	closedir(d);
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "/sys/fs/cgroup%s", rel);
-	rm_tree(p);
-}
-
 static void path_in_base(char *out, size_t size, const char *name)
 {
 	snprintf(out, size, "%s/%s", base, name);
@@ -1149,8 +1113,7 @@ static int v2_group_teardown(void **state)
 
 static int run_pure_v2(void)
 {
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL) < 0) {
+	if (tu_unshare_mounts(true) < 0) {
 		fprintf(stderr, "cannot set up a pure v2 view: %s\n", strerror(errno));
 		return 77;
 	}
@@ -1169,19 +1132,7 @@ static void test_pure_v2_in_mount_namespace(void **state)
 	char v2[PATH_MAX];
 	if (lm_cgroup_host_mode() == LM_CGROUP_V2 || !mount_of(NULL, v2, sizeof(v2)))
 		skip(); /* pure v2 already, or no cgroup2 to look at */
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		setenv(V2_ENV, "1", 1);
-		execl("/proc/self/exe", "test_cgroup", (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(status), 0);
+	tu_run_self(V2_ENV, "1");
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1191,18 +1142,14 @@ static int group_setup(void **state)
 	(void)state;
 	snprintf(base, sizeof(base), "/lamina-test-%d", (int)getpid());
 	snprintf(rb_base, sizeof(rb_base), "/lamina-test-%d-rb", (int)getpid());
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_cgroup needs root\n");
-		return -1;
-	}
-	return 0;
+	return tu_need_root("test_cgroup");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	rm_everywhere(base);
-	rm_everywhere(rb_base);
+	tu_rm_cgroup(base);
+	tu_rm_cgroup(rb_base);
 	return 0;
 }
 

@@ -2,19 +2,17 @@
  * unix socket, and the output helpers of the container commands
  * (src/cli/format.c).
  *
- * The peer is a forked child that answers one request with bytes the test
- * wrote, in pieces with pauses between them, so that chunked bodies arrive
+ * The peer (peer.h) is a forked child that answers one request with bytes
+ * the test wrote, in pieces with pauses between them, so that chunked bodies arrive
  * split where the test says.  It skips connections that close without a
  * request: lm_client_open's probe is one.
  */
 #include <stdlib.h>
 
 #include "testutil.h"
+#include "peer.h"
 
 #include <jansson.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -30,115 +28,80 @@
 			fail_msg("\"%s\" does not start with \"%s\"", (s), (prefix)); \
 	} while (0)
 
-struct peer {
-	char dir[64];
-	char sock[128];
-	char request[128];  /* the request the peer read, written by it */
-	pid_t pid;
+/* Starts the peer: it answers the request with parts, in that order, 150 ms
+ * apart. */
+static void peer_start(struct tu_peer *p, const char *const *parts, size_t n_parts)
+{
+	int fd = tu_peer_start(p, "client");
+	if (fd < 0)
+		return; /* the test process */
+	for (size_t i = 0; i < n_parts; i++) {
+		if (i)
+			usleep(150 * 1000);
+		if (write(fd, parts[i], strlen(parts[i])) < 0)
+			break;
+	}
+	close(fd);
+	_exit(0);
+}
+
+/* One exchange with the peer: a client open on it, and what the client's
+ * call fills in. */
+struct exchange {
+	struct tu_peer peer;
+	struct lm_client *c;
+	struct lm_error err;
+	long status;
+	char *answer; /* start_answer's, freed by finish */
 };
 
-/* Reads one request (headers, then Content-Length bytes of body) from fd
- * into buf; its length, 0 when the connection closed without one. */
-static size_t read_request(int fd, char *buf, size_t size)
+/* Starts the peer with parts and opens a client on it. */
+static void start(struct exchange *x, const char *const *parts, size_t n_parts)
 {
-	size_t len = 0, want = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, size - 1 - len);
-		if (n <= 0)
-			return len;
-		len += (size_t)n;
-		buf[len] = '\0';
-		char *end = strstr(buf, "\r\n\r\n");
-		if (!end)
-			continue;
-		if (!want) {
-			const char *cl = strcasestr(buf, "Content-Length:");
-			want = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0);
-		}
-		if (len >= want)
-			return len;
-	}
+	*x = (struct exchange){0};
+	peer_start(&x->peer, parts, n_parts);
+	assert_ok(lm_client_open(x->peer.sock, NULL, &x->c, &x->err), x->err);
+	assert_string_equal(lm_client_socket(x->c), x->peer.sock);
 }
 
-static void peer_serve(int lfd, const struct peer *p, const char *const *parts, size_t n_parts)
+/* start with a complete answer with a JSON body, in one part. */
+static void start_answer(struct exchange *x, const char *status, const char *body)
 {
-	signal(SIGPIPE, SIG_IGN); /* a client that stopped reading is fine */
-	alarm(20);                /* never outlive a test that went wrong */
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			_exit(1);
-		char req[65536];
-		size_t len = read_request(fd, req, sizeof(req));
-		if (len == 0) {
-			close(fd);
-			continue;
-		}
-		int out = open(p->request, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (out < 0 || write(out, req, len) != (ssize_t)len)
-			_exit(1);
-		close(out);
-		for (size_t i = 0; i < n_parts; i++) {
-			if (i)
-				usleep(150 * 1000);
-			if (write(fd, parts[i], strlen(parts[i])) < 0)
-				break;
-		}
-		close(fd);
-		_exit(0);
-	}
+	char *a = NULL;
+	assert_true(asprintf(&a, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+				 "Content-Length: %zu\r\n\r\n%s",
+			     status, strlen(body), body) > 0);
+	const char *parts[] = {a};
+	start(x, parts, 1);
+	x->answer = a;
 }
 
-static void peer_start(struct peer *p, const char *const *parts, size_t n_parts)
+/* Closes the client and waits for the peer (killing it if it still waits
+ * for a request); the request it read, "" when none. */
+static const char *finish(struct exchange *x)
 {
-	assert_int_equal(tu_mkdtemp(p->dir, sizeof(p->dir), "client"), 0);
-	FMT(p->sock, "%s/agent.sock", p->dir);
-	FMT(p->request, "%s/request", p->dir);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(lfd >= 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, p->sock, strlen(p->sock) + 1);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(lfd, 8), 0);
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0)
-		peer_serve(lfd, p, parts, n_parts);
-	close(lfd);
-}
-
-/* Waits for the peer (killing it if it still waits for a request) and
- * returns the request it read. */
-static const char *peer_finish(struct peer *p)
-{
+	lm_client_close(x->c);
+	free(x->answer);
+	struct tu_peer *p = &x->peer;
 	int st;
 	if (waitpid(p->pid, &st, WNOHANG) == 0) {
 		usleep(200 * 1000);
 		kill(p->pid, SIGKILL);
 		waitpid(p->pid, &st, 0);
 	}
-	const char *req = tu_exists(p->request) ? tu_file_content(p->request) : "";
+	char path[128];
+	tu_peer_path(p, "request", path, sizeof(path));
+	const char *req = tu_exists(path) ? tu_file_content(path) : "";
 	tu_rm_tree(p->dir, 0);
 	return req;
 }
 
-static struct lm_client *open_client(const struct peer *p)
+/* The call failed as the agent's answer says. */
+static void assert_failed(const struct exchange *x, long status, int code, const char *msg)
 {
-	struct lm_client *c = NULL;
-	struct lm_error err = {0};
-	assert_ok(lm_client_open(p->sock, NULL, &c, &err), err);
-	assert_string_equal(lm_client_socket(c), p->sock);
-	return c;
-}
-
-/* A complete answer with a JSON body, in one part. */
-static char *answer(const char *status, const char *body)
-{
-	char *s = NULL;
-	assert_true(asprintf(&s, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-				 "Content-Length: %zu\r\n\r\n%s",
-			     status, strlen(body), body) > 0);
-	return s;
+	assert_int_equal(x->status, status);
+	assert_int_equal(x->err.code, code);
+	assert_string_equal(x->err.msg, msg);
 }
 
 /* ---------------------------------------------------------- the client */
@@ -179,11 +142,7 @@ static void test_open_no_agent(void **state)
 	assert_contains(err.msg, sock);
 
 	/* a socket file nobody listens on (an agent that died) */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, sock, strlen(sock) + 1);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	close(fd);
+	close(tu_bind_unix(sock));
 	lm_error_clear(&err);
 	assert_true(lm_client_open(sock, NULL, &c, &err) < 0);
 	assert_int_equal(err.code, ECONNREFUSED);
@@ -194,51 +153,33 @@ static void test_open_no_agent(void **state)
 static void test_call_json(void **state)
 {
 	(void)state;
-	char *a = answer("200 OK", "[{\"id\": \"0123456789abcdef\", \"name\": \"web\"}]");
-	const char *parts[] = {a};
-	struct peer p;
-	peer_start(&p, parts, 1);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
+	struct exchange x;
+	start_answer(&x, "200 OK", "[{\"id\": \"0123456789abcdef\", \"name\": \"web\"}]");
 	json_t *resp = NULL;
 
-	char *ref = lm_client_escape(c, "a b/c+&");
+	char *ref = lm_client_escape(x.c, "a b/c+&");
 	assert_string_equal(ref, "a%20b%2Fc%2B%26");
 	free(ref);
 
-	assert_ok(lm_client_call(c, "GET", "/v1/containers?all=1", NULL, &status, &resp, &err), err);
-	assert_int_equal(status, 200);
+	assert_ok(lm_client_call(x.c, "GET", "/v1/containers?all=1", NULL, &x.status, &resp, &x.err), x.err);
+	assert_int_equal(x.status, 200);
 	assert_true(json_is_array(resp));
 	assert_int_equal(json_array_size(resp), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(resp, 0), "name")), "web");
 	json_decref(resp);
-	lm_client_close(c);
-	const char *req = peer_finish(&p);
-	assert_prefix(req, "GET /v1/containers?all=1 HTTP/1.1\r\n");
-	free(a);
+	assert_prefix(finish(&x), "GET /v1/containers?all=1 HTTP/1.1\r\n");
 }
 
 static void test_call_not_found(void **state)
 {
 	(void)state;
-	char *a = answer("404 Not Found", "{\"message\": \"no such container: x\", \"code\": \"not_found\"}");
-	const char *parts[] = {a};
-	struct peer p;
-	peer_start(&p, parts, 1);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
+	struct exchange x;
+	start_answer(&x, "404 Not Found", "{\"message\": \"no such container: x\", \"code\": \"not_found\"}");
 	json_t *resp = NULL;
-	assert_true(lm_client_call(c, "POST", "/v1/containers/x/start", NULL, &status, &resp, &err) < 0);
-	assert_int_equal(status, 404);
-	assert_int_equal(err.code, ENOENT);
-	assert_string_equal(err.msg, "no such container: x");
+	assert_true(lm_client_call(x.c, "POST", "/v1/containers/x/start", NULL, &x.status, &resp, &x.err) < 0);
+	assert_failed(&x, 404, ENOENT, "no such container: x");
 	assert_null(resp);
-	lm_client_close(c);
-	const char *req = peer_finish(&p);
-	assert_prefix(req, "POST /v1/containers/x/start HTTP/1.1\r\n");
-	free(a);
+	assert_prefix(finish(&x), "POST /v1/containers/x/start HTTP/1.1\r\n");
 }
 
 static void test_call_statuses(void **state)
@@ -255,21 +196,11 @@ static void test_call_statuses(void **state)
 		{"503 Service Unavailable", "", "the agent answered HTTP 503", EIO},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *a = answer(cases[i].status, cases[i].body);
-		const char *parts[] = {a};
-		struct peer p;
-		peer_start(&p, parts, 1);
-		struct lm_client *c = open_client(&p);
-		struct lm_error err = {0};
-		long status = 0;
-		assert_true(lm_client_call(c, "DELETE", "/v1/containers/web", NULL, &status, NULL, &err) < 0);
-		assert_int_equal(status, strtol(cases[i].status, NULL, 10));
-		assert_int_equal(err.code, cases[i].code);
-		assert_string_equal(err.msg, cases[i].msg);
-		lm_client_close(c);
-		const char *req = peer_finish(&p);
-		assert_prefix(req, "DELETE /v1/containers/web HTTP/1.1");
-		free(a);
+		struct exchange x;
+		start_answer(&x, cases[i].status, cases[i].body);
+		assert_true(lm_client_call(x.c, "DELETE", "/v1/containers/web", NULL, &x.status, NULL, &x.err) < 0);
+		assert_failed(&x, strtol(cases[i].status, NULL, 10), cases[i].code, cases[i].msg);
+		assert_prefix(finish(&x), "DELETE /v1/containers/web HTTP/1.1");
 	}
 }
 
@@ -277,19 +208,15 @@ static void test_call_body_no_content(void **state)
 {
 	(void)state;
 	const char *parts[] = {"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"};
-	struct peer p;
-	peer_start(&p, parts, 1);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
+	struct exchange x;
+	start(&x, parts, 1);
 	json_t *resp = json_true(); /* must become NULL */
 	json_t *body = json_pack("{s:s}", "image", "busybox");
-	assert_ok(lm_client_call(c, "POST", "/v1/containers", body, &status, &resp, &err), err);
-	assert_int_equal(status, 204);
+	assert_ok(lm_client_call(x.c, "POST", "/v1/containers", body, &x.status, &resp, &x.err), x.err);
+	assert_int_equal(x.status, 204);
 	assert_null(resp);
 	json_decref(body);
-	lm_client_close(c);
-	const char *req = peer_finish(&p);
+	const char *req = finish(&x);
 	assert_prefix(req, "POST /v1/containers HTTP/1.1\r\n");
 	assert_contains(req, "Content-Type: application/json\r\n");
 	assert_contains(req, "\r\n\r\n{\"image\":\"busybox\"}");
@@ -299,17 +226,14 @@ static void test_call_no_answer(void **state)
 {
 	(void)state;
 	const char *parts[] = {""}; /* reads the request, closes */
-	struct peer p;
-	peer_start(&p, parts, 1);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 99;
-	assert_true(lm_client_call(c, "GET", "/v1/version", NULL, &status, NULL, &err) < 0);
-	assert_int_equal(status, 0);
-	assert_int_equal(err.code, EIO);
-	assert_contains(err.msg, "/v1/version");
-	lm_client_close(c);
-	peer_finish(&p);
+	struct exchange x;
+	start(&x, parts, 1);
+	x.status = 99;
+	assert_true(lm_client_call(x.c, "GET", "/v1/version", NULL, &x.status, NULL, &x.err) < 0);
+	assert_int_equal(x.status, 0);
+	assert_int_equal(x.err.code, EIO);
+	assert_contains(x.err.msg, "/v1/version");
+	finish(&x);
 }
 
 struct lines {
@@ -342,6 +266,20 @@ static void lines_free(struct lines *l)
 		free(l->v[i]);
 }
 
+/* GET path on x's client as a stream of lines, collected into l. */
+static int stream(struct exchange *x, const char *path, struct lines *l)
+{
+	return lm_client_stream(x->c, "GET", path, collect, l, &x->status, &x->err);
+}
+
+/* Starts the peer with parts and streams path into l, which must work. */
+static void stream_ok(struct exchange *x, const char *const *parts, size_t n_parts, const char *path,
+		      struct lines *l)
+{
+	start(x, parts, n_parts);
+	assert_ok(stream(x, path, l), x->err);
+}
+
 #define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 
 static void test_stream_lines(void **state)
@@ -355,14 +293,10 @@ static void test_stream_lines(void **state)
 		"5\r\nst\n\nx\r\n",
 		"4\r\nyz\nz\r\n0\r\n\r\n",
 	};
-	struct peer p;
-	peer_start(&p, parts, 4);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
+	struct exchange x;
 	struct lines l = {0};
-	assert_ok(lm_client_stream(c, "GET", "/v1/containers/web/logs?follow=1", collect, &l, &status, &err), err);
-	assert_int_equal(status, 200);
+	stream_ok(&x, parts, 4, "/v1/containers/web/logs?follow=1", &l);
+	assert_int_equal(x.status, 200);
 	assert_int_equal(l.n, 6);
 	const char *want[] = {"hello", "world", "last", "", "xyz", "z"};
 	for (size_t i = 0; i < 6; i++)
@@ -371,52 +305,36 @@ static void test_stream_lines(void **state)
 	assert_true(l.at[1] - l.at[0] > 0.1);
 	assert_true(l.at[4] - l.at[2] > 0.1);
 	lines_free(&l);
-	lm_client_close(c);
-	const char *req = peer_finish(&p);
-	assert_prefix(req, "GET /v1/containers/web/logs?follow=1 HTTP/1.1\r\n");
+	assert_prefix(finish(&x), "GET /v1/containers/web/logs?follow=1 HTTP/1.1\r\n");
 }
 
 static void test_stream_stop(void **state)
 {
 	(void)state;
+	struct lines l = {.stop_after = 2}; /* collect ends the stream after two lines */
 	const char *parts[] = {
 		CHUNKED_HEAD "4\r\none\n\r\n4\r\ntwo\n\r\n",
 		"6\r\nthree\n\r\n",
 		"0\r\n\r\n",
 	};
-	struct peer p;
-	peer_start(&p, parts, 3);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
-	struct lines l = {.stop_after = 2};
-	assert_ok(lm_client_stream(c, "GET", "/v1/containers/web/stats?stream=1", collect, &l, &status, &err), err);
+	struct exchange x;
+	stream_ok(&x, parts, 3, "/v1/containers/web/stats?stream=1", &l);
 	assert_int_equal(l.n, 2);
 	assert_string_equal(l.v[1], "two");
 	lines_free(&l);
-	lm_client_close(c);
-	peer_finish(&p);
+	finish(&x);
 }
 
 static void test_stream_error(void **state)
 {
 	(void)state;
-	char *a = answer("404 Not Found", "{\"message\": \"no such container: nope\"}");
-	const char *parts[] = {a};
-	struct peer p;
-	peer_start(&p, parts, 1);
-	struct lm_client *c = open_client(&p);
-	struct lm_error err = {0};
-	long status = 0;
+	struct exchange x;
+	start_answer(&x, "404 Not Found", "{\"message\": \"no such container: nope\"}");
 	struct lines l = {0};
-	assert_true(lm_client_stream(c, "GET", "/v1/containers/nope/logs", collect, &l, &status, &err) < 0);
+	assert_true(stream(&x, "/v1/containers/nope/logs", &l) < 0);
 	assert_int_equal(l.n, 0); /* the error body is no log line */
-	assert_int_equal(status, 404);
-	assert_int_equal(err.code, ENOENT);
-	assert_string_equal(err.msg, "no such container: nope");
-	lm_client_close(c);
-	peer_finish(&p);
-	free(a);
+	assert_failed(&x, 404, ENOENT, "no such container: nope");
+	finish(&x);
 }
 
 /* ------------------------------------------------------------ formats */

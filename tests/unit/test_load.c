@@ -80,36 +80,22 @@ static size_t n_images(void)
 
 /* ------------------------------------------------------------------ bytes */
 
-struct buf {
-	char *data;
-	size_t len;
-};
-
-static void buf_add(struct buf *b, const void *data, size_t len)
-{
-	b->data = realloc(b->data, b->len + len + 1);
-	assert_non_null(b->data);
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->data[b->len] = '\0';
-}
-
 static la_ssize_t to_buf(struct archive *a, void *ctx, const void *data, size_t len)
 {
 	(void)a;
-	buf_add(ctx, data, len);
+	tu_buf_add(ctx, data, len);
 	return (la_ssize_t)len;
 }
 
-static struct buf read_path(const char *path)
+static struct tu_buf read_path(const char *path)
 {
-	struct buf b = {0};
+	struct tu_buf b = {0};
 	FILE *f = fopen(path, "rb");
 	assert_non_null(f);
 	char chunk[65536];
 	size_t n;
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_add(&b, chunk, n);
+		tu_buf_add(&b, chunk, n);
 	fclose(f);
 	return b;
 }
@@ -123,7 +109,7 @@ static void write_path(const char *path, const void *data, size_t len)
 }
 
 /* gzip -n: no name or time in the header, so the bytes are reproducible */
-static struct buf gzip_buf(const struct buf *in)
+static struct tu_buf gzip_buf(const struct tu_buf *in)
 {
 	char src[160], dst[160], cmd[400];
 	FMT(src, "%s/gzip-in", F.tmp);
@@ -131,7 +117,7 @@ static struct buf gzip_buf(const struct buf *in)
 	write_path(src, in->data, in->len);
 	FMT(cmd, "gzip -n -c %s > %s", src, dst);
 	assert_int_equal(system(cmd), 0);
-	struct buf out = read_path(dst);
+	struct tu_buf out = read_path(dst);
 	unlink(src);
 	unlink(dst);
 	return out;
@@ -141,7 +127,7 @@ static struct buf gzip_buf(const struct buf *in)
 
 struct file {
 	char *name;
-	struct buf data;
+	struct tu_buf data;
 	char *symlink;
 };
 
@@ -156,7 +142,7 @@ static struct file *files_slot(struct files *fs, const char *name)
 		if (strcmp(fs->v[i].name, name) == 0) {
 			free(fs->v[i].data.data);
 			free(fs->v[i].symlink);
-			fs->v[i].data = (struct buf){0};
+			fs->v[i].data = (struct tu_buf){0};
 			fs->v[i].symlink = NULL;
 			return &fs->v[i];
 		}
@@ -169,7 +155,7 @@ static struct file *files_slot(struct files *fs, const char *name)
 
 static void files_add(struct files *fs, const char *name, const void *data, size_t len)
 {
-	buf_add(&files_slot(fs, name)->data, data, len);
+	tu_buf_add(&files_slot(fs, name)->data, data, len);
 }
 
 static void files_symlink(struct files *fs, const char *name, const char *target)
@@ -190,7 +176,7 @@ static void files_remove(struct files *fs, const char *name)
 	fail_msg("no file %s", name);
 }
 
-static struct buf *files_get(struct files *fs, const char *name)
+static struct tu_buf *files_get(struct files *fs, const char *name)
 {
 	size_t i = 0;
 	while (i < fs->n && strcmp(fs->v[i].name, name) != 0)
@@ -210,9 +196,9 @@ static void files_free(struct files *fs)
 }
 
 /* The files as a tar (pax), in order. */
-static struct buf tar_files(const struct files *fs, const char *prefix)
+static struct tu_buf tar_files(const struct files *fs, const char *prefix)
 {
-	struct buf out = {0};
+	struct tu_buf out = {0};
 	struct archive *a = archive_write_new();
 	assert_non_null(a);
 	assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
@@ -245,18 +231,18 @@ static struct buf tar_files(const struct files *fs, const char *prefix)
 }
 
 /* A layer: a tar of (name, text) pairs, NULL-terminated. */
-static struct buf make_tar(const char *const *pairs)
+static struct tu_buf make_tar(const char *const *pairs)
 {
 	struct files fs = {0};
 	for (size_t i = 0; pairs[i]; i += 2)
 		files_add(&fs, pairs[i], pairs[i + 1], strlen(pairs[i + 1]));
-	struct buf out = tar_files(&fs, "");
+	struct tu_buf out = tar_files(&fs, "");
 	files_free(&fs);
 	return out;
 }
 
 /* The blob's name in a layout; digest receives its digest. */
-static void add_blob(struct files *fs, const struct buf *b, char digest[LM_DIGEST_SIZE])
+static void add_blob(struct files *fs, const struct tu_buf *b, char digest[LM_DIGEST_SIZE])
 {
 	lm_sha256_buffer(b->data, b->len, digest);
 	char name[128];
@@ -264,12 +250,12 @@ static void add_blob(struct files *fs, const struct buf *b, char digest[LM_DIGES
 	files_add(fs, name, b->data, b->len);
 }
 
-static struct buf json_buf(json_t *j)
+static struct tu_buf json_buf(json_t *j)
 {
 	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	assert_non_null(s);
 	json_decref(j);
-	return (struct buf){.data = s, .len = strlen(s)};
+	return (struct tu_buf){.data = s, .len = strlen(s)};
 }
 
 struct image {
@@ -284,22 +270,22 @@ struct image {
 static void add_image(struct files *fs, const char *arch, const char *variant, const char *hello, bool gz,
 		      const char *claimed_diff_id, struct image *out)
 {
-	struct buf tar = make_tar((const char *const[]){"hello.txt", hello, "etc/os", arch, NULL});
+	struct tu_buf tar = make_tar((const char *const[]){"hello.txt", hello, "etc/os", arch, NULL});
 	lm_sha256_buffer(tar.data, tar.len, out->diff_id);
-	struct buf layer = gz ? gzip_buf(&tar) : tar;
+	struct tu_buf layer = gz ? gzip_buf(&tar) : tar;
 	add_blob(fs, &layer, out->layer);
 	json_t *diff_ids = json_pack("[s]", claimed_diff_id ? claimed_diff_id : out->diff_id);
 	json_t *config = json_pack("{s:s,s:s,s:{s:[s]},s:{s:s,s:o}}", "architecture", arch, "os", "linux",
 				   "config", "Cmd", "/bin/sh", "rootfs", "type", "layers", "diff_ids", diff_ids);
 	if (variant)
 		json_object_set_new(config, "variant", json_string(variant));
-	struct buf cb = json_buf(config);
+	struct tu_buf cb = json_buf(config);
 	add_blob(fs, &cb, out->config);
 	json_t *manifest = json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:[{s:s,s:s,s:I}]}", "schemaVersion", 2, "mediaType",
 				     LM_MEDIA_OCI_MANIFEST, "config", "mediaType", LM_MEDIA_OCI_CONFIG, "digest",
 				     out->config, "size", (json_int_t)cb.len, "layers", "mediaType",
 				     gz ? MEDIA_TGZ : MEDIA_TAR, "digest", out->layer, "size", (json_int_t)layer.len);
-	struct buf mb = json_buf(manifest);
+	struct tu_buf mb = json_buf(manifest);
 	add_blob(fs, &mb, out->manifest);
 	out->manifest_size = mb.len;
 	free(cb.data);
@@ -323,10 +309,10 @@ static json_t *entry(const struct image *img, const char *ref, const char *arch)
 
 static void finish_layout(struct files *fs, json_t *manifests, const char *version)
 {
-	struct buf layout = json_buf(json_pack("{s:s}", "imageLayoutVersion", version ? version : "1.0.0"));
+	struct tu_buf layout = json_buf(json_pack("{s:s}", "imageLayoutVersion", version ? version : "1.0.0"));
 	files_add(fs, "oci-layout", layout.data, layout.len);
 	free(layout.data);
-	struct buf index = json_buf(json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", LM_MEDIA_OCI_INDEX,
+	struct tu_buf index = json_buf(json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", LM_MEDIA_OCI_INDEX,
 					      "manifests", manifests));
 	files_add(fs, "index.json", index.data, index.len);
 	free(index.data);
@@ -360,10 +346,10 @@ static const char *write_dir(const struct files *fs, const char *name)
 static const char *write_tar(const struct files *fs, const char *name, const char *prefix, bool gz)
 {
 	static char path[256];
-	struct buf tar = tar_files(fs, prefix);
+	struct tu_buf tar = tar_files(fs, prefix);
 	FMT(path, "%s/%s", F.tmp, name);
 	if (gz) {
-		struct buf z = gzip_buf(&tar);
+		struct tu_buf z = gzip_buf(&tar);
 		write_path(path, z.data, z.len);
 		free(z.data);
 	} else {
@@ -383,7 +369,7 @@ static void check_hello(const struct lm_image_record *r, const char *want)
 	char path[512];
 	FMT(path, "%s/hello.txt", fs);
 	free(fs);
-	struct buf b = read_path(path);
+	struct tu_buf b = read_path(path);
 	assert_string_equal(b.data, want);
 	free(b.data);
 }
@@ -530,12 +516,12 @@ static void test_oci_archive(void **state)
 static void docker_save(struct files *fs, bool bad_diff_id, char diff_ids[2][LM_DIGEST_SIZE],
 			char config[LM_DIGEST_SIZE])
 {
-	struct buf l1 = make_tar((const char *const[]){"hello.txt", "layer one\n", NULL});
-	struct buf l2 = make_tar((const char *const[]){"hello.txt", "layer two\n", "two.txt", "2\n", NULL});
+	struct tu_buf l1 = make_tar((const char *const[]){"hello.txt", "layer one\n", NULL});
+	struct tu_buf l2 = make_tar((const char *const[]){"hello.txt", "layer two\n", "two.txt", "2\n", NULL});
 	lm_sha256_buffer(l1.data, l1.len, diff_ids[0]);
 	lm_sha256_buffer(l2.data, l2.len, diff_ids[1]);
 	json_t *ids = json_pack("[s,s]", diff_ids[0], bad_diff_id ? diff_ids[0] : diff_ids[1]);
-	struct buf cb = json_buf(json_pack("{s:s,s:s,s:{s:[s]},s:{s:s,s:o}}", "architecture", "amd64", "os",
+	struct tu_buf cb = json_buf(json_pack("{s:s,s:s,s:{s:[s]},s:{s:s,s:o}}", "architecture", "amd64", "os",
 					   "linux", "config", "Cmd", "/bin/sh", "rootfs", "type", "layers",
 					   "diff_ids", ids));
 	lm_sha256_buffer(cb.data, cb.len, config);
@@ -621,10 +607,10 @@ static void test_docker_save_blobs(void **state)
 {
 	(void)state;
 	struct files fs = {0};
-	struct buf l1 = make_tar((const char *const[]){"hello.txt", "new docker\n", NULL});
+	struct tu_buf l1 = make_tar((const char *const[]){"hello.txt", "new docker\n", NULL});
 	char diff_id[LM_DIGEST_SIZE], config[LM_DIGEST_SIZE];
 	add_blob(&fs, &l1, diff_id);
-	struct buf cb = json_buf(json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "architecture", "amd64", "os", "linux",
+	struct tu_buf cb = json_buf(json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "architecture", "amd64", "os", "linux",
 					   "rootfs", "type", "layers", "diff_ids", diff_id));
 	add_blob(&fs, &cb, config);
 	char manifest[512];
@@ -651,7 +637,7 @@ static void test_multi_platform(void **state)
 	struct image amd, arm;
 	add_image(&fs, "amd64", NULL, "amd64\n", true, NULL, &amd);
 	add_image(&fs, "arm64", "v8", "arm64\n", true, NULL, &arm);
-	struct buf ib = json_buf(json_pack("{s:i,s:s,s:[o,o]}", "schemaVersion", 2, "mediaType", LM_MEDIA_OCI_INDEX,
+	struct tu_buf ib = json_buf(json_pack("{s:i,s:s,s:[o,o]}", "schemaVersion", 2, "mediaType", LM_MEDIA_OCI_INDEX,
 					   "manifests", entry(&amd, NULL, "amd64"), entry(&arm, NULL, "arm64")));
 	char index[LM_DIGEST_SIZE];
 	add_blob(&fs, &ib, index);
@@ -718,7 +704,7 @@ static void test_bad_digest(void **state)
 	good_layout(&fs, &img);
 	char name[128];
 	FMT(name, "blobs/sha256/%s", lm_digest_hex(img.layer));
-	struct buf *layer = files_get(&fs, name);
+	struct tu_buf *layer = files_get(&fs, name);
 	layer->data[layer->len / 2] ^= 0x20;
 	load_fails(write_dir(&fs, "bad-dir"), "digest mismatch");
 	/* an archive: the blob is checked against its name while it streams */
@@ -790,7 +776,7 @@ static void test_truncated_gzip(void **state)
 	struct image img;
 	good_layout(&fs, &img);
 	const char *path = write_tar(&fs, "cut.tar.gz", "", true);
-	struct buf b = read_path(path);
+	struct tu_buf b = read_path(path);
 	write_path(path, b.data, b.len - 20);
 	free(b.data);
 	load_fails(path, "gzip");

@@ -103,16 +103,29 @@ static size_t drain(struct lm_log_reader *r)
 	return n;
 }
 
-/* All entries of path's files into recs (cleared first); fails on skipped lines. */
-static size_t read_all(const char *path, unsigned max_files)
+/* A reader of path's files, which must open; recs cleared for it. */
+static struct lm_log_reader *open_reader(const char *path, unsigned max_files)
 {
 	struct lm_error err = {0};
 	struct lm_log_reader *r = NULL;
 	clear_recs();
 	assert_ok(lm_log_reader_open(path, max_files, &r, &err), err);
-	size_t n = drain(r);
-	assert_int_equal(lm_log_reader_skipped(r), 0);
+	return r;
+}
+
+/* Closes r, which must have passed over exactly `skipped` malformed lines. */
+static void close_reader(struct lm_log_reader *r, uint64_t skipped)
+{
+	assert_int_equal(lm_log_reader_skipped(r), skipped);
 	lm_log_reader_close(r);
+}
+
+/* All entries of path's files into recs (cleared first); fails on skipped lines. */
+static size_t read_all(const char *path, unsigned max_files)
+{
+	struct lm_log_reader *r = open_reader(path, max_files);
+	size_t n = drain(r);
+	close_reader(r, 0);
 	return n;
 }
 
@@ -143,6 +156,25 @@ static void assert_rec_str(size_t i, enum lm_log_stream s, bool partial, const c
 {
 	assert_rec(i, s, partial, msg, strlen(msg));
 }
+
+/* A record as the reader should return it. */
+struct want {
+	enum lm_log_stream stream;
+	bool partial;
+	const char *msg;
+};
+
+/* Reads logp back (as read_all) and checks that it holds exactly these
+ * records, in this order. */
+static void expect_log(const struct want *want, size_t n)
+{
+	assert_int_equal(read_all(logp, 0), n);
+	for (size_t i = 0; i < n; i++)
+		assert_rec_str(i, want[i].stream, want[i].partial, want[i].msg);
+}
+
+#define EXPECT_LOG(...) \
+	expect_log((const struct want[]){__VA_ARGS__}, sizeof((const struct want[]){__VA_ARGS__}) / sizeof(struct want))
 
 /* The number after "n=" at the start of record i. */
 static long rec_number(size_t i)
@@ -191,11 +223,7 @@ static void test_complete_lines(void **state)
 	feed_str(w, LM_LOG_STDERR, "oops\n");
 	assert_int_equal(lm_log_writer_dropped(w), 0);
 	lm_log_writer_close(w);
-
-	assert_int_equal(read_all(logp, 0), 3);
-	assert_rec_str(0, LM_LOG_STDOUT, false, "hello");
-	assert_rec_str(1, LM_LOG_STDOUT, false, "world");
-	assert_rec_str(2, LM_LOG_STDERR, false, "oops");
+	EXPECT_LOG({LM_LOG_STDOUT, false, "hello"}, {LM_LOG_STDOUT, false, "world"}, {LM_LOG_STDERR, false, "oops"});
 
 	struct stat st;
 	assert_int_equal(stat(logp, &st), 0);
@@ -213,9 +241,7 @@ static void test_split_feeds(void **state)
 	feed_str(w, LM_LOG_STDOUT, "r");
 	feed_str(w, LM_LOG_STDOUT, "ld\n");
 	lm_log_writer_close(w);
-	assert_int_equal(read_all(logp, 0), 2);
-	assert_rec_str(0, LM_LOG_STDOUT, false, "hello");
-	assert_rec_str(1, LM_LOG_STDOUT, false, "world");
+	EXPECT_LOG({LM_LOG_STDOUT, false, "hello"}, {LM_LOG_STDOUT, false, "world"});
 }
 
 static void test_interleaved_partials(void **state)
@@ -230,10 +256,8 @@ static void test_interleaved_partials(void **state)
 	feed_str(w, LM_LOG_STDERR, "\n");
 	lm_log_writer_close(w);
 	/* In the order the lines were completed, each stream's bytes kept apart. */
-	assert_int_equal(read_all(logp, 0), 3);
-	assert_rec_str(0, LM_LOG_STDERR, false, "err-a-b");
-	assert_rec_str(1, LM_LOG_STDOUT, false, "out-a-b-c");
-	assert_rec_str(2, LM_LOG_STDERR, false, "err-c");
+	EXPECT_LOG({LM_LOG_STDERR, false, "err-a-b"}, {LM_LOG_STDOUT, false, "out-a-b-c"},
+		   {LM_LOG_STDERR, false, "err-c"});
 }
 
 /* len bytes of a pattern that shows where a chunk boundary falls. */
@@ -330,12 +354,8 @@ static void test_end_of_stream(void **state)
 	feed_str(w, LM_LOG_STDOUT, "again\n");
 	/* close writes what stderr still holds */
 	lm_log_writer_close(w);
-
-	assert_int_equal(read_all(logp, 0), 4);
-	assert_rec_str(0, LM_LOG_STDOUT, false, "done");
-	assert_rec_str(1, LM_LOG_STDOUT, true, "tail");
-	assert_rec_str(2, LM_LOG_STDOUT, false, "again");
-	assert_rec_str(3, LM_LOG_STDERR, true, "err-tail");
+	EXPECT_LOG({LM_LOG_STDOUT, false, "done"}, {LM_LOG_STDOUT, true, "tail"}, {LM_LOG_STDOUT, false, "again"},
+		   {LM_LOG_STDERR, true, "err-tail"});
 	assert_contains(tu_file_content(logp), " stdout P tail\n");
 }
 
@@ -390,9 +410,7 @@ static void test_reopen_appends(void **state)
 	w = open_writer(logp, 0, 0);
 	feed_str(w, LM_LOG_STDOUT, "second run\n");
 	lm_log_writer_close(w);
-	assert_int_equal(read_all(logp, 0), 2);
-	assert_rec_str(0, LM_LOG_STDOUT, false, "first run");
-	assert_rec_str(1, LM_LOG_STDOUT, false, "second run");
+	EXPECT_LOG({LM_LOG_STDOUT, false, "first run"}, {LM_LOG_STDOUT, false, "second run"});
 
 	/* A crash mid-entry left a fragment: the next entry still gets a line of its own. */
 	int fd = open(logp, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -403,10 +421,7 @@ static void test_reopen_appends(void **state)
 	feed_str(w, LM_LOG_STDOUT, "third run\n");
 	lm_log_writer_close(w);
 
-	struct lm_error err = {0};
-	struct lm_log_reader *r = NULL;
-	clear_recs();
-	assert_ok(lm_log_reader_open(logp, 0, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 0);
 	assert_int_equal(drain(r), 4);
 	assert_rec_str(2, LM_LOG_STDOUT, false, "hal"); /* the fragment, now a line */
 	assert_rec_str(3, LM_LOG_STDOUT, false, "third run");
@@ -460,6 +475,29 @@ static void feed_numbered(struct lm_log_writer *w, long from, long to)
 	}
 }
 
+/* Writes n numbered entries to logp with these limits, starting over in an
+ * empty tmp; the number of files they make. */
+static int write_numbered(uint64_t max_size, unsigned max_files, long n)
+{
+	tu_rm_tree(tmp, 0);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	struct lm_log_writer *w = open_writer(logp, max_size, max_files);
+	feed_numbered(w, 0, n);
+	lm_log_writer_close(w);
+	return tu_count_entries(tmp);
+}
+
+/* logp's k-th rotated file, logp itself for 0 (in a static buffer). */
+static const char *log_file(unsigned k)
+{
+	static char p[256];
+	if (k == 0)
+		FMT(p, "%s", logp);
+	else
+		FMT(p, "%s.%u", logp, k);
+	return p;
+}
+
 static void test_rotation_keeps_all(void **state)
 {
 	(void)state;
@@ -469,13 +507,10 @@ static void test_rotation_keeps_all(void **state)
 	lm_log_writer_close(w);
 
 	/* 12 entries of 81 bytes fit in 1000: 500 entries make 42 files. */
-	char p[256];
+	const char *p = NULL;
 	size_t in_files = 0;
 	for (unsigned k = 0; k < 100; k++) {
-		if (k == 0)
-			FMT(p, "%s", logp);
-		else
-			FMT(p, "%s.%u", logp, k);
+		p = log_file(k);
 		if (!tu_exists(p))
 			break;
 		uint64_t sz = file_size(p);
@@ -486,8 +521,7 @@ static void test_rotation_keeps_all(void **state)
 	}
 	assert_int_equal(in_files, 500);
 	assert_true(tu_exists(p) == false);
-	FMT(p, "%s.41", logp);
-	assert_true(tu_exists(p));
+	assert_true(tu_exists(log_file(41)));
 	assert_int_equal(tu_count_entries(tmp), 42);
 
 	/* Read back in order, oldest file first. */
@@ -499,17 +533,10 @@ static void test_rotation_keeps_all(void **state)
 static void test_rotation_drops_oldest(void **state)
 {
 	(void)state;
-	struct lm_log_writer *w = open_writer(logp, 1000, 3);
-	feed_numbered(w, 0, 500);
-	lm_log_writer_close(w);
-	char p[256];
-	FMT(p, "%s.1", logp);
-	assert_int_equal(file_size(p), 12 * 81);
-	FMT(p, "%s.2", logp);
-	assert_int_equal(file_size(p), 12 * 81);
-	FMT(p, "%s.3", logp);
-	assert_false(tu_exists(p));
-	assert_int_equal(tu_count_entries(tmp), 3);
+	assert_int_equal(write_numbered(1000, 3, 500), 3);
+	assert_int_equal(file_size(log_file(1)), 12 * 81);
+	assert_int_equal(file_size(log_file(2)), 12 * 81);
+	assert_false(tu_exists(log_file(3)));
 
 	/* What is left is the newest entries, in order, up to the last. */
 	size_t n = read_all(logp, 3);
@@ -518,30 +545,15 @@ static void test_rotation_drops_oldest(void **state)
 		assert_int_equal(rec_number(i), (long)(500 - n + i));
 
 	/* max_files 1: no rotated file at all. */
-	tu_rm_tree(tmp, 0);
-	assert_int_equal(mkdir(tmp, 0700), 0);
-	w = open_writer(logp, 1000, 1);
-	feed_numbered(w, 0, 100);
-	lm_log_writer_close(w);
-	assert_int_equal(tu_count_entries(tmp), 1);
+	assert_int_equal(write_numbered(1000, 1, 100), 1);
 	n = read_all(logp, 1);
 	assert_int_equal(n, 100 - 96);
 	assert_int_equal(rec_number(0), 96);
 
 	/* Entries larger than max_size: one to a file, and no empty file rotated. */
-	tu_rm_tree(tmp, 0);
-	assert_int_equal(mkdir(tmp, 0700), 0);
-	w = open_writer(logp, 50, 10);
-	feed_numbered(w, 0, 3);
-	lm_log_writer_close(w);
-	assert_int_equal(tu_count_entries(tmp), 3);
-	for (unsigned k = 0; k < 3; k++) {
-		if (k == 0)
-			FMT(p, "%s", logp);
-		else
-			FMT(p, "%s.%u", logp, k);
-		assert_int_equal(file_size(p), 81);
-	}
+	assert_int_equal(write_numbered(50, 10, 3), 3);
+	for (unsigned k = 0; k < 3; k++)
+		assert_int_equal(file_size(log_file(k)), 81);
 	assert_int_equal(read_all(logp, 10), 3);
 }
 
@@ -551,8 +563,7 @@ static void test_reader_follows(void **state)
 	struct lm_error err = {0};
 	struct lm_log_writer *w = open_writer(logp, 700, 3);
 	feed_numbered(w, 0, 3);
-	struct lm_log_reader *r = NULL;
-	assert_ok(lm_log_reader_open(logp, 3, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 3);
 	long fed = 3;
 	for (long round = 0; fed < 2000; round++) {
 		/* 0 to 12 entries between reads: fewer than the 3 files hold (8 each),
@@ -567,12 +578,11 @@ static void test_reader_follows(void **state)
 	}
 	for (size_t i = 0; i < nrecs; i++)
 		assert_int_equal(rec_number(i), (long)i);
-	assert_int_equal(lm_log_reader_skipped(r), 0);
 	/* At the end of the newest file: nothing, and nothing again. */
 	struct lm_log_entry e;
 	assert_int_equal(lm_log_reader_next(r, &e, &err), 0);
 	assert_int_equal(lm_log_reader_next(r, &e, &err), 0);
-	lm_log_reader_close(r);
+	close_reader(r, 0);
 	lm_log_writer_close(w);
 }
 
@@ -604,18 +614,14 @@ static void append_and_rotate(void)
 static void test_reader_rotation_race(void **state)
 {
 	(void)state;
-	struct lm_error err = {0};
 	hook_writer = open_writer(logp, 200, 5);
 	feed_numbered(hook_writer, 0, 1);
-	struct lm_log_reader *r = NULL;
-	assert_ok(lm_log_reader_open(logp, 5, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 5);
 	assert_int_equal(drain(r), 1);
 	stat_hook = append_and_rotate;
 	assert_int_equal(drain(r), 2);
 	assert_null(stat_hook); /* it ran */
-	char p[256];
-	FMT(p, "%s.1", logp);
-	assert_int_equal(file_size(p), 2 * 81);
+	assert_int_equal(file_size(log_file(1)), 2 * 81);
 	assert_int_equal(file_size(logp), 81);
 	for (size_t i = 0; i < nrecs; i++)
 		assert_int_equal(rec_number(i), (long)i);
@@ -656,12 +662,10 @@ static void *bg_write(void *arg)
 static void test_reader_follows_thread(void **state)
 {
 	(void)state;
-	struct lm_error err = {0};
 	/* The reader needs the file to exist before it starts. */
 	tu_put_file(logp, "");
 	struct bg_writer bw = {.path = logp, .n = 60000};
-	struct lm_log_reader *r = NULL;
-	assert_ok(lm_log_reader_open(logp, 40, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 40);
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, bg_write, &bw), 0);
 	struct timespec t0, t;
@@ -675,8 +679,7 @@ static void test_reader_follows_thread(void **state)
 	pthread_join(th, &res);
 	drain(r);
 	assert_null(res);
-	assert_int_equal(lm_log_reader_skipped(r), 0);
-	lm_log_reader_close(r);
+	close_reader(r, 0);
 	assert_int_equal(nrecs, (size_t)bw.n);
 	for (size_t i = 0; i < nrecs; i++)
 		if (rec_number(i) != (long)i)
@@ -703,9 +706,8 @@ static void test_reader_incomplete_line(void **state)
 	(void)state;
 	struct lm_error err = {0};
 	struct lm_log_entry e;
-	struct lm_log_reader *r = NULL;
 	append_str(logp, "2026-11-29T19:12:24.5Z stdout F one\n2026-11-29T19:12:25Z stderr P tw");
-	assert_ok(lm_log_reader_open(logp, 0, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 0);
 	assert_int_equal(lm_log_reader_next(r, &e, &err), 1);
 	assert_int_equal(e.ts.tv_sec, 1795979544);
 	assert_int_equal(e.ts.tv_nsec, 500000000);
@@ -719,14 +721,12 @@ static void test_reader_incomplete_line(void **state)
 	assert_memory_equal(e.msg, "two", 3);
 	assert_int_equal(e.ts.tv_sec, 1795979545);
 	assert_int_equal(lm_log_reader_next(r, &e, &err), 0);
-	assert_int_equal(lm_log_reader_skipped(r), 0);
-	lm_log_reader_close(r);
+	close_reader(r, 0);
 }
 
 static void test_reader_malformed(void **state)
 {
 	(void)state;
-	struct lm_error err = {0};
 	char *huge = malloc(200000);
 	assert_non_null(huge);
 	memset(huge, 'x', 200000);
@@ -741,14 +741,11 @@ static void test_reader_malformed(void **state)
 	append_str(logp, "2026-11-29T19:12:24Z stdout F good-2\n");
 	free(huge);
 
-	struct lm_log_reader *r = NULL;
-	clear_recs();
-	assert_ok(lm_log_reader_open(logp, 0, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 0);
 	assert_int_equal(drain(r), 2);
 	assert_rec_str(0, LM_LOG_STDOUT, false, "good-1");
 	assert_rec_str(1, LM_LOG_STDOUT, false, "good-2");
-	assert_int_equal(lm_log_reader_skipped(r), 6);
-	lm_log_reader_close(r);
+	close_reader(r, 6);
 }
 
 /* Files made by hand: a rotated file cut off mid-entry (a crash) ends
@@ -756,23 +753,17 @@ static void test_reader_malformed(void **state)
 static void test_reader_torn_rotated(void **state)
 {
 	(void)state;
-	char p[256];
-	FMT(p, "%s.2", logp);
-	append_str(p, "2026-11-29T19:12:24Z stdout F n=0\n");
-	FMT(p, "%s.1", logp);
-	append_str(p, "2026-11-29T19:12:25Z stdout F n=1\n2026-11-29T19:12:26Z stdout F n=");
+	append_str(log_file(2), "2026-11-29T19:12:24Z stdout F n=0\n");
+	append_str(log_file(1), "2026-11-29T19:12:25Z stdout F n=1\n2026-11-29T19:12:26Z stdout F n=");
 	append_str(logp, "2026-11-29T19:12:27Z stdout F n=2\n");
 
-	struct lm_error err = {0};
-	struct lm_log_reader *r = NULL;
-	assert_ok(lm_log_reader_open(logp, 3, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 3);
 	assert_int_equal(drain(r), 3);
 	for (size_t i = 0; i < nrecs; i++) {
 		assert_int_equal(rec_number(i), (long)i);
 		assert_int_equal(recs[i].ts.tv_sec, 1795979544 + (i < 2 ? (long)i : 3));
 	}
-	assert_int_equal(lm_log_reader_skipped(r), 1);
-	lm_log_reader_close(r);
+	close_reader(r, 1);
 }
 
 /* The writer rotates the reader's file away before it is read to the end:
@@ -785,8 +776,7 @@ static void test_reader_overtaken(void **state)
 	struct lm_log_entry e;
 	struct lm_log_writer *w = open_writer(logp, 200, 3); /* 2 entries a file */
 	feed_numbered(w, 0, 6);
-	struct lm_log_reader *r = NULL;
-	assert_ok(lm_log_reader_open(logp, 3, &r, &err), err);
+	struct lm_log_reader *r = open_reader(logp, 3);
 	assert_int_equal(lm_log_reader_next(r, &e, &err), 1);
 	add_rec(&e);
 	feed_numbered(w, 6, 12);
@@ -796,8 +786,43 @@ static void test_reader_overtaken(void **state)
 	assert_int_equal(nrecs, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < nrecs; i++)
 		assert_int_equal(rec_number(i), want[i]);
-	assert_int_equal(lm_log_reader_skipped(r), 0);
-	lm_log_reader_close(r);
+	close_reader(r, 0);
+}
+
+/* The parsers under one signature, so that one check serves them all. */
+typedef int parse_fn(const char *s, struct timespec *ts, struct lm_error *err);
+
+/* A CRI line's time (the whole string is the line). */
+static int parse_line_time(const char *s, struct timespec *ts, struct lm_error *err)
+{
+	struct lm_log_entry e;
+	int rc = lm_log_parse_line(s, strlen(s), &e, err);
+	if (rc == 0)
+		*ts = e.ts;
+	return rc;
+}
+
+/* A --since value at a fixed now, 2026-11-29T19:12:24.1Z. */
+static const struct timespec since_now = {1795979544, 100000000};
+
+static int parse_since_now(const char *s, struct timespec *ts, struct lm_error *err)
+{
+	return lm_log_parse_since(s, &since_now, ts, err);
+}
+
+/* Each of bad fails with -1 and EINVAL, and a message that contains needle
+ * unless that is NULL. */
+static void expect_rejected(parse_fn *parse, const char *const *bad, size_t n, const char *needle)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct timespec ts;
+		struct lm_error err = {0};
+		if (parse(bad[i], &ts, &err) != -1)
+			fail_msg("accepted \"%s\"", bad[i]);
+		assert_int_equal(err.code, EINVAL);
+		if (needle)
+			assert_contains(err.msg, needle);
+	}
 }
 
 static void test_parse_line(void **state)
@@ -824,19 +849,14 @@ static void test_parse_line(void **state)
 		assert_int_equal(e.ts.tv_sec, 1795979544);
 	}
 
-	const char *bad[] = {
+	static const char *const bad[] = {
 		"", "2026-11-29T19:12:24Z", "2026-11-29T19:12:24Z ", "2026-11-29T19:12:24Z stdout",
 		"2026-11-29T19:12:24Z stdout F2 x", "2026-11-29T19:12:24Z stdoutF x",
 		"2026-11-29T19:12:24Z STDOUT F x", "2026-11-29T19:12:24Z stdout f x",
 		"2026-11-29 19:12:24Z stdout F x", "2026-11-29T19:12:24 stdout F x",
 		"x 2026-11-29T19:12:24Z stdout F x", "2026-11-29T19:12:24Zstdout F x",
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		memset(&err, 0, sizeof(err));
-		if (lm_log_parse_line(bad[i], strlen(bad[i]), &e, &err) != -1)
-			fail_msg("accepted \"%s\"", bad[i]);
-		assert_int_equal(err.code, EINVAL);
-	}
+	expect_rejected(parse_line_time, bad, sizeof(bad) / sizeof(bad[0]), NULL);
 	/* The length counts, not a NUL: a cut-off line is malformed. */
 	assert_int_equal(lm_log_parse_line(ok, 25, &e, &err), -1);
 }
@@ -876,33 +896,57 @@ static void test_time_round_trip(void **state)
 	assert_int_equal(lm_log_format_time(&(struct timespec){0, -1}, big, sizeof(big)), -1);
 }
 
-static void test_parse_time(void **state)
+/* Times as log entries carry them (lm_log_parse_time) and as --since takes
+ * them (lm_log_parse_since, at since_now). */
+static void test_parse_times(void **state)
 {
 	(void)state;
-	struct lm_error err = {0};
-	const struct { const char *s; long long sec; long nsec; } good[] = {
-		{"2026-11-29T19:12:24Z", 1795979544, 0},
-		{"2026-11-29t19:12:24z", 1795979544, 0},
-		{"2026-11-29T19:12:24.5Z", 1795979544, 500000000},
-		{"2026-11-29T19:12:24.000000001Z", 1795979544, 1},
-		{"2026-11-29T19:12:24.1234567891234Z", 1795979544, 123456789},
-		{"2026-11-29T21:42:24+02:30", 1795979544, 0},
-		{"2026-11-29T14:12:24.25-05:00", 1795979544, 250000000},
-		{"2026-11-29T19:12:24+00:00", 1795979544, 0},
-		{"2024-02-29T00:00:00Z", 1709164800, 0},
-		{"2000-02-29T00:00:00Z", 951782400, 0},
-		{"1970-01-01T00:00:00Z", 0, 0},
-		{"2026-11-29T19:12:60Z", 1795979544 + 36, 0}, /* a leap second: the next one */
+	static const struct {
+		parse_fn *parse;
+		const char *s;
+		long long sec;
+		long nsec;
+	} good[] = {
+		{lm_log_parse_time, "2026-11-29T19:12:24Z", 1795979544, 0},
+		{lm_log_parse_time, "2026-11-29t19:12:24z", 1795979544, 0},
+		{lm_log_parse_time, "2026-11-29T19:12:24.5Z", 1795979544, 500000000},
+		{lm_log_parse_time, "2026-11-29T19:12:24.000000001Z", 1795979544, 1},
+		{lm_log_parse_time, "2026-11-29T19:12:24.1234567891234Z", 1795979544, 123456789},
+		{lm_log_parse_time, "2026-11-29T21:42:24+02:30", 1795979544, 0},
+		{lm_log_parse_time, "2026-11-29T14:12:24.25-05:00", 1795979544, 250000000},
+		{lm_log_parse_time, "2026-11-29T19:12:24+00:00", 1795979544, 0},
+		{lm_log_parse_time, "2024-02-29T00:00:00Z", 1709164800, 0},
+		{lm_log_parse_time, "2000-02-29T00:00:00Z", 951782400, 0},
+		{lm_log_parse_time, "1970-01-01T00:00:00Z", 0, 0},
+		{lm_log_parse_time, "2026-11-29T19:12:60Z", 1795979544 + 36, 0}, /* a leap second: the next one */
+		{parse_since_now, "10s", 1795979534, 100000000},
+		{parse_since_now, "5m", 1795979244, 100000000},
+		{parse_since_now, "2h", 1795972344, 100000000},
+		{parse_since_now, "1h30m", 1795974144, 100000000},
+		{parse_since_now, "1.5h", 1795974144, 100000000},
+		{parse_since_now, "1h0.5m10s", 1795975904, 100000000},
+		{parse_since_now, "250ms", 1795979543, 850000000},
+		{parse_since_now, "100ms", 1795979544, 0},
+		{parse_since_now, "1us", 1795979544, 99999000},
+		{parse_since_now, "3ns", 1795979544, 99999997},
+		{parse_since_now, ".5s", 1795979543, 600000000},
+		{parse_since_now, "0s", 1795979544, 100000000},
+		{parse_since_now, "1700000000", 1700000000, 0},
+		{parse_since_now, "1700000000.25", 1700000000, 250000000},
+		{parse_since_now, "0", 0, 0},
+		{parse_since_now, "2026-11-29T19:12:24.5Z", 1795979544, 500000000},
+		{parse_since_now, "2026-11-29T20:12:24+01:00", 1795979544, 0},
 	};
+	struct lm_error err = {0};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		struct timespec ts = {-7, -7};
-		if (lm_log_parse_time(good[i].s, &ts, &err) != 0)
+		if (good[i].parse(good[i].s, &ts, &err) != 0)
 			fail_msg("%s: %s", good[i].s, err.msg);
 		if (ts.tv_sec != good[i].sec || ts.tv_nsec != good[i].nsec)
 			fail_msg("%s: %lld.%09ld", good[i].s, (long long)ts.tv_sec, (long)ts.tv_nsec);
 	}
 
-	const char *bad[] = {
+	static const char *const bad_time[] = {
 		"", "2026", "2026-11-29", "2026-11-29T19:12:24", "2026-11-29T19:12Z",
 		"2026-11-29 19:12:24Z", "2026-11-29T19:12:24.Z", "2026-11-29T19:12:24Zx",
 		"2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-11-31T00:00:00Z",
@@ -912,58 +956,12 @@ static void test_parse_time(void **state)
 		"2026-11-29T19:12:24+02:60", "2026-11-29T19:12:24+0200", "+026-11-29T19:12:24Z",
 		"2026-1a-29T19:12:24Z", " 2026-11-29T19:12:24Z", "2026-11-29T19:12:24.5.5Z",
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct timespec ts;
-		memset(&err, 0, sizeof(err));
-		if (lm_log_parse_time(bad[i], &ts, &err) != -1)
-			fail_msg("accepted \"%s\"", bad[i]);
-		assert_int_equal(err.code, EINVAL);
-		assert_contains(err.msg, "invalid time");
-	}
-}
-
-static void test_parse_since(void **state)
-{
-	(void)state;
-	struct lm_error err = {0};
-	const struct timespec now = {1795979544, 100000000};
-	const struct { const char *s; long long sec; long nsec; } good[] = {
-		{"10s", 1795979534, 100000000},
-		{"5m", 1795979244, 100000000},
-		{"2h", 1795972344, 100000000},
-		{"1h30m", 1795974144, 100000000},
-		{"1.5h", 1795974144, 100000000},
-		{"1h0.5m10s", 1795975904, 100000000},
-		{"250ms", 1795979543, 850000000},
-		{"100ms", 1795979544, 0},
-		{"1us", 1795979544, 99999000},
-		{"3ns", 1795979544, 99999997},
-		{".5s", 1795979543, 600000000},
-		{"0s", 1795979544, 100000000},
-		{"1700000000", 1700000000, 0},
-		{"1700000000.25", 1700000000, 250000000},
-		{"0", 0, 0},
-		{"2026-11-29T19:12:24.5Z", 1795979544, 500000000},
-		{"2026-11-29T20:12:24+01:00", 1795979544, 0},
-	};
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		struct timespec ts = {-7, -7};
-		if (lm_log_parse_since(good[i].s, &now, &ts, &err) != 0)
-			fail_msg("%s: %s", good[i].s, err.msg);
-		if (ts.tv_sec != good[i].sec || ts.tv_nsec != good[i].nsec)
-			fail_msg("%s: %lld.%09ld", good[i].s, (long long)ts.tv_sec, (long)ts.tv_nsec);
-	}
-	const char *bad[] = {
+	expect_rejected(lm_log_parse_time, bad_time, sizeof(bad_time) / sizeof(bad_time[0]), "invalid time");
+	static const char *const bad_since[] = {
 		"", "x", "10x", "h", "1h30", "-5m", "1e9", "5 m", "5m ", "1..5h", "5M", ".s",
 		"1700000000.", "99999999999999999999h", "2026-11-29", "m5", "18446744073709551615ns1ns",
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct timespec ts;
-		memset(&err, 0, sizeof(err));
-		if (lm_log_parse_since(bad[i], &now, &ts, &err) != -1)
-			fail_msg("accepted \"%s\"", bad[i]);
-		assert_int_equal(err.code, EINVAL);
-	}
+	expect_rejected(parse_since_now, bad_since, sizeof(bad_since) / sizeof(bad_since[0]), NULL);
 }
 
 /* -------------------------------------------------------------- full disk */
@@ -1061,8 +1059,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_overtaken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_time_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_parse_time, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_parse_since, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_times, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("logfile", tests, NULL, NULL);

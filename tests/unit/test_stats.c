@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -350,66 +349,116 @@ static void test_cpu_percent(void **state)
 
 /* ---------------------------------------------------------------- fake files */
 
-/* files: name, content pairs, NULL-terminated; in `controller`'s directory
- * of rel as the layout this process detected places it. */
-static void fake(const char *controller, const char *rel, const char *const *files)
+/* The directory of controller for rel as the layout this process detected
+ * places it, made (malloc'd). */
+static char *fake_dir(const char *controller, const char *rel)
 {
 	char *dir = ctl_dir(controller, rel);
 	if (!dir)
 		fail_msg("no %s controller in this layout", controller);
 	tu_mkdirs(dir);
+	return dir;
+}
+
+/* files: name, content pairs, NULL-terminated; each in the directory of rel
+ * for its controller, which is the name's prefix as the kernel names them
+ * ("memory" for "memory.stat"; on pure v2 all of them share one). */
+static void fake(const char *rel, const char *const *files)
+{
 	for (size_t i = 0; files[i]; i += 2) {
+		char controller[32];
+		FMT(controller, "%.*s", (int)strcspn(files[i], "."), files[i]);
+		char *dir = fake_dir(controller, rel);
 		char path[PATH_MAX];
 		FMT(path, "%s/%s", dir, files[i]);
 		tu_put_file(path, files[i + 1]);
+		free(dir);
 	}
-	free(dir);
 }
 
-static const char *const none[] = {NULL};
+/* Reads rel and checks every counter against want's (read_at aside: it is
+ * the clock's). */
+static void expect_stats(const char *rel, const struct lm_stats *want)
+{
+	struct lm_stats s;
+	read_ok(rel, &s);
+	assert_int_equal(s.cpu_usage_ns, want->cpu_usage_ns);
+	assert_int_equal(s.cpu_user_ns, want->cpu_user_ns);
+	assert_int_equal(s.cpu_system_ns, want->cpu_system_ns);
+	assert_int_equal(s.memory_usage, want->memory_usage);
+	assert_int_equal(s.memory_limit, want->memory_limit);
+	assert_int_equal(s.memory_max_usage, want->memory_max_usage);
+	assert_int_equal(s.pids_current, want->pids_current);
+	assert_int_equal(s.pids_limit, want->pids_limit);
+	assert_int_equal(s.oom_kills, want->oom_kills);
+	assert_int_equal(s.io_read_bytes, want->io_read_bytes);
+	assert_int_equal(s.io_write_bytes, want->io_write_bytes);
+}
 
-static void test_v1_values(void **state)
+/* A cgroup with every counter set, in v1 files.  blkio: per device and
+ * operation, then a Total per device and overall; the non-recursive file
+ * must lose to the recursive one. */
+static const char *const full_v1[] = {
+	"memory.usage_in_bytes", "104857600\n",
+	"memory.stat", "cache 8192\ninactive_file 999\ntotal_cache 8192\ntotal_inactive_file 4194304\n",
+	"memory.limit_in_bytes", "9223372036854771712\n",
+	"memory.max_usage_in_bytes", "209715200\n",
+	"memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+	"cpuacct.usage", "5000000000\n", "cpuacct.usage_user", "3000000000\n",
+	"cpuacct.usage_sys", "1500000000\n", "cpuacct.stat", "user 1\nsystem 1\n",
+	"pids.current", "7\n", "pids.max", "max\n",
+	"blkio.throttle.io_service_bytes_recursive",
+	"8:0 Read 100\n8:0 Write 200\n8:0 Sync 300\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 300\n"
+	"8:16 Read 1000\n8:16 Write 2000\n8:16 Sync 0\n8:16 Async 3000\n8:16 Discard 0\n8:16 Total 3000\n"
+	"Total 3300\n",
+	"blkio.throttle.io_service_bytes", "8:0 Read 1\n8:0 Write 1\nTotal 2\n",
+	NULL,
+};
+
+/* One like it in v2 files. */
+static const char *const full_v2[] = {
+	"memory.current", "104857600\n",
+	"memory.stat", "anon 100\nfile 200\ninactive_anon 0\nactive_anon 0\ninactive_file 4194304\nactive_file 0\n",
+	"memory.max", "max\n",
+	"memory.peak", "209715200\n",
+	"memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n",
+	"cpu.stat", "usage_usec 5000000\nuser_usec 3000000\nsystem_usec 2000000\nnr_periods 0\n",
+	"pids.current", "7\n",
+	"pids.max", "100\n",
+	"io.stat", "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n"
+		   "8:16 rbytes=1000 wbytes=2000 rios=3 wios=4 dbytes=0 dios=0\n",
+	NULL,
+};
+
+/* Where each full cgroup goes and what it must read as, indexed by
+ * whether the layout is pure v2. */
+static const struct {
+	const char *rel;
+	const char *const *files;
+	struct lm_stats want;
+} full[] = {
+	{"/fake/full", full_v1, {
+		.cpu_usage_ns = 5000000000ull, .cpu_user_ns = 3000000000ull, .cpu_system_ns = 1500000000ull,
+		.memory_usage = 100 * MIB - 4 * MIB, .memory_limit = 0, .memory_max_usage = 200 * MIB,
+		.pids_current = 7, .pids_limit = 0, .oom_kills = 3,
+		.io_read_bytes = 1100, .io_write_bytes = 2200,
+	}},
+	{"/fake/c", full_v2, {
+		.cpu_usage_ns = 5000000000ull, .cpu_user_ns = 3000000000ull, .cpu_system_ns = 2000000000ull,
+		.memory_usage = 100 * MIB - 4 * MIB, .memory_limit = 0, .memory_max_usage = 200 * MIB,
+		.pids_current = 7, .pids_limit = 100, .oom_kills = 2,
+		.io_read_bytes = 1100, .io_write_bytes = 2200,
+	}},
+};
+
+/* The full cgroup in the files of this view's layout: one test for both
+ * views, each of which runs it. */
+static void test_full_values(void **state)
 {
 	(void)state;
-	static const char *const memory[] = {
-		"memory.usage_in_bytes", "104857600\n",
-		"memory.stat", "cache 8192\ninactive_file 999\ntotal_cache 8192\ntotal_inactive_file 4194304\n",
-		"memory.limit_in_bytes", "9223372036854771712\n",
-		"memory.max_usage_in_bytes", "209715200\n",
-		"memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
-		NULL,
-	};
-	static const char *const cpuacct[] = {
-		"cpuacct.usage", "5000000000\n", "cpuacct.usage_user", "3000000000\n",
-		"cpuacct.usage_sys", "1500000000\n", "cpuacct.stat", "user 1\nsystem 1\n", NULL,
-	};
-	static const char *const pids[] = {"pids.current", "7\n", "pids.max", "max\n", NULL};
-	/* per device and operation, then a Total per device and overall;
-	 * the non-recursive file must lose to the recursive one */
-	static const char *const blkio[] = {
-		"blkio.throttle.io_service_bytes_recursive",
-		"8:0 Read 100\n8:0 Write 200\n8:0 Sync 300\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 300\n"
-		"8:16 Read 1000\n8:16 Write 2000\n8:16 Sync 0\n8:16 Async 3000\n8:16 Discard 0\n8:16 Total 3000\n"
-		"Total 3300\n",
-		"blkio.throttle.io_service_bytes", "8:0 Read 1\n8:0 Write 1\nTotal 2\n", NULL,
-	};
-	fake("memory", "/fake/full", memory);
-	fake("cpuacct", "/fake/full", cpuacct);
-	fake("pids", "/fake/full", pids);
-	fake("blkio", "/fake/full", blkio);
-	struct lm_stats s;
-	read_ok("/fake/full", &s);
-	assert_int_equal(s.cpu_usage_ns, 5000000000ull);
-	assert_int_equal(s.cpu_user_ns, 3000000000ull);
-	assert_int_equal(s.cpu_system_ns, 1500000000ull);
-	assert_int_equal(s.memory_usage, 100 * MIB - 4 * MIB);
-	assert_int_equal(s.memory_limit, 0);
-	assert_int_equal(s.memory_max_usage, 200 * MIB);
-	assert_int_equal(s.pids_current, 7);
-	assert_int_equal(s.pids_limit, 0);
-	assert_int_equal(s.oom_kills, 3);
-	assert_int_equal(s.io_read_bytes, 1100);
-	assert_int_equal(s.io_write_bytes, 2200);
+	bool v2 = lm_cgroup_host_mode() == LM_CGROUP_V2;
+	fake(full[v2].rel, full[v2].files);
+	expect_stats(full[v2].rel, &full[v2].want);
 }
 
 /* Old kernels: no cpuacct.usage_user/sys (ticks from cpuacct.stat), the
@@ -417,39 +466,33 @@ static void test_v1_values(void **state)
 static void test_v1_fallbacks(void **state)
 {
 	(void)state;
-	static const char *const memory[] = {
+	static const char *const old[] = {
 		"memory.usage_in_bytes", "1048576\n", "memory.stat", "cache 0\n",
-		"memory.limit_in_bytes", "18446744073709551615\n", NULL,
+		"memory.limit_in_bytes", "18446744073709551615\n",
+		"cpuacct.usage", "2000000000\n", "cpuacct.stat", "user 150\nsystem 50\n",
+		"pids.current", "0\n", "pids.max", "100\n", NULL,
 	};
-	static const char *const cpuacct[] = {"cpuacct.usage", "2000000000\n", "cpuacct.stat", "user 150\nsystem 50\n", NULL};
-	static const char *const pids[] = {"pids.current", "0\n", "pids.max", "100\n", NULL};
-	fake("memory", "/fake/old", memory);
-	fake("cpuacct", "/fake/old", cpuacct);
-	fake("pids", "/fake/old", pids);
-	struct lm_stats s;
-	read_ok("/fake/old", &s);
+	fake("/fake/old", old);
 	uint64_t tick = 1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK);
-	assert_int_equal(s.cpu_usage_ns, 2000000000ull);
-	assert_int_equal(s.cpu_user_ns, 150 * tick);
-	assert_int_equal(s.cpu_system_ns, 50 * tick);
-	assert_int_equal(s.memory_usage, MIB);
-	assert_int_equal(s.memory_limit, 0);
-	assert_int_equal(s.memory_max_usage, 0);
-	assert_int_equal(s.pids_limit, 100);
-	assert_int_equal(s.io_read_bytes, 0);
-	assert_int_equal(s.io_write_bytes, 0);
+	/* no blkio files, no oom_control: 0 */
+	const struct lm_stats want = {
+		.cpu_usage_ns = 2000000000ull, .cpu_user_ns = 150 * tick, .cpu_system_ns = 50 * tick,
+		.memory_usage = MIB, .memory_limit = 0, .memory_max_usage = 0,
+		.pids_current = 0, .pids_limit = 100,
+	};
+	expect_stats("/fake/old", &want);
 }
 
 static void test_v1_errors(void **state)
 {
 	(void)state;
 	static const char *const bad_usage[] = {"memory.usage_in_bytes", "12abc\n", NULL};
-	fake("memory", "/fake/bad1", bad_usage);
+	fake("/fake/bad1", bad_usage);
 	read_fails("/fake/bad1", EINVAL, "memory.usage_in_bytes");
 	read_fails("/fake/bad1", EINVAL, "/fake/bad1");
 
 	static const char *const bad_blkio[] = {"blkio.throttle.io_service_bytes_recursive", "8:0 Read x\n", NULL};
-	fake("blkio", "/fake/bad2", bad_blkio);
+	fake("/fake/bad2", bad_blkio);
 	read_fails("/fake/bad2", EINVAL, "blkio.throttle.io_service_bytes_recursive");
 
 	/* bigger than the read buffer: an error, not a truncated sum */
@@ -457,45 +500,13 @@ static void test_v1_errors(void **state)
 	for (size_t i = 0; i + 4 <= sizeof(big) - 1; i += 4)
 		memcpy(big + i, "x 1\n", 4);
 	const char *const huge_stat[] = {"memory.usage_in_bytes", "1\n", "memory.stat", big, NULL};
-	fake("memory", "/fake/big", huge_stat);
+	fake("/fake/big", huge_stat);
 	read_fails("/fake/big", EFBIG, "memory.stat");
 
 	/* the cgroup is only in a hierarchy stats does not read */
-	fake("devices", "/fake/elsewhere", none);
+	free(fake_dir("devices", "/fake/elsewhere"));
 	read_fails("/fake/elsewhere", ENOENT, "/fake/elsewhere");
 	read_fails("/fake/never", ENOENT, "/fake/never");
-}
-
-static void test_v2_values(void **state)
-{
-	(void)state;
-	static const char *const files[] = {
-		"memory.current", "104857600\n",
-		"memory.stat", "anon 100\nfile 200\ninactive_anon 0\nactive_anon 0\ninactive_file 4194304\nactive_file 0\n",
-		"memory.max", "max\n",
-		"memory.peak", "209715200\n",
-		"memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n",
-		"cpu.stat", "usage_usec 5000000\nuser_usec 3000000\nsystem_usec 2000000\nnr_periods 0\n",
-		"pids.current", "7\n",
-		"pids.max", "100\n",
-		"io.stat", "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n"
-			   "8:16 rbytes=1000 wbytes=2000 rios=3 wios=4 dbytes=0 dios=0\n",
-		NULL,
-	};
-	fake("memory", "/fake/c", files);
-	struct lm_stats s;
-	read_ok("/fake/c", &s);
-	assert_int_equal(s.cpu_usage_ns, 5000000000ull);
-	assert_int_equal(s.cpu_user_ns, 3000000000ull);
-	assert_int_equal(s.cpu_system_ns, 2000000000ull);
-	assert_int_equal(s.memory_usage, 100 * MIB - 4 * MIB);
-	assert_int_equal(s.memory_limit, 0);
-	assert_int_equal(s.memory_max_usage, 200 * MIB);
-	assert_int_equal(s.pids_current, 7);
-	assert_int_equal(s.pids_limit, 100);
-	assert_int_equal(s.oom_kills, 2);
-	assert_int_equal(s.io_read_bytes, 1100);
-	assert_int_equal(s.io_write_bytes, 2200);
 }
 
 /* Controllers not enabled for the cgroup have no files: their fields are
@@ -504,7 +515,7 @@ static void test_v2_partial(void **state)
 {
 	(void)state;
 	static const char *const cpu_only[] = {"cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n", NULL};
-	fake("cpu", "/fake/min", cpu_only);
+	fake("/fake/min", cpu_only);
 	struct lm_stats s;
 	read_ok("/fake/min", &s);
 	assert_int_equal(s.cpu_usage_ns, 10000);
@@ -514,7 +525,7 @@ static void test_v2_partial(void **state)
 	static const char *const memory[] = {
 		"memory.current", "1048576\n", "memory.max", "67108864\n", "memory.stat", "inactive_file 2097152\n", NULL,
 	};
-	fake("memory", "/fake/mem", memory);
+	fake("/fake/mem", memory);
 	read_ok("/fake/mem", &s);
 	assert_int_equal(s.memory_usage, MIB);
 	assert_int_equal(s.memory_limit, 64 * MIB);
@@ -526,24 +537,24 @@ static void test_v2_errors(void **state)
 {
 	(void)state;
 	static const char *const bad_io[] = {"io.stat", "8:0 rbytes=12x wbytes=1\n", NULL};
-	fake("io", "/fake/bad1", bad_io);
+	fake("/fake/bad1", bad_io);
 	read_fails("/fake/bad1", EINVAL, "io.stat");
 	static const char *const bad_cpu[] = {"cpu.stat", "usage_usec\nuser_usec 1\n", NULL};
-	fake("cpu", "/fake/bad2", bad_cpu);
+	fake("/fake/bad2", bad_cpu);
 	read_fails("/fake/bad2", EINVAL, "usage_usec");
 	static const char *const bad_max[] = {"memory.current", "1\n", "memory.max", "unlimited\n", NULL};
-	fake("memory", "/fake/bad3", bad_max);
+	fake("/fake/bad3", bad_max);
 	read_fails("/fake/bad3", EINVAL, "memory.max");
 	read_fails("/fake/never", ENOENT, "/fake/never");
 }
 
 /* ---------------------------------------------------------------- views */
 
-static int run_view(const char *view)
+/* Sets up the view (see the top) in this process: 0, or the exit status
+ * to end with (77: this host cannot have it). */
+static int set_up_view(const char *view, bool v2)
 {
-	bool v2 = strcmp(view, "v2") == 0;
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    (v2 && mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL) < 0)) {
+	if (tu_unshare_mounts(v2) < 0) {
 		fprintf(stderr, "cannot set up the %s view: %s\n", view, strerror(errno));
 		return 77;
 	}
@@ -557,13 +568,22 @@ static int run_view(const char *view)
 		fprintf(stderr, "tmpfs over /sys/fs/cgroup: %s\n", strerror(errno));
 		return 77;
 	}
+	return 0;
+}
+
+static int run_view(const char *view)
+{
+	bool v2 = strcmp(view, "v2") == 0;
+	int rc = set_up_view(view, v2);
+	if (rc != 0)
+		return rc;
 	const struct CMUnitTest v1_tests[] = {
-		cmocka_unit_test(test_v1_values),
+		cmocka_unit_test(test_full_values),
 		cmocka_unit_test(test_v1_fallbacks),
 		cmocka_unit_test(test_v1_errors),
 	};
 	const struct CMUnitTest v2_tests[] = {
-		cmocka_unit_test(test_v2_values),
+		cmocka_unit_test(test_full_values),
 		cmocka_unit_test(test_v2_partial),
 		cmocka_unit_test(test_v2_errors),
 	};
@@ -572,86 +592,37 @@ static int run_view(const char *view)
 	return cmocka_run_group_tests_name("stats fake v1 files", v1_tests, NULL, NULL);
 }
 
-static void run_view_child(const char *view)
-{
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		setenv(VIEW_ENV, view, 1);
-		execl("/proc/self/exe", "test_stats", (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77)
-		skip();
-	if (WEXITSTATUS(status) != 0)
-		fail_msg("%s view: exit status %d", view, WEXITSTATUS(status));
-}
-
 static void test_fake_v1_files(void **state)
 {
 	(void)state;
-	run_view_child("v1");
+	tu_run_self(VIEW_ENV, "v1");
 }
 
 static void test_fake_v2_files(void **state)
 {
 	(void)state;
-	run_view_child("v2"); /* cgroup2 can be mounted even where v1 holds every controller */
+	tu_run_self(VIEW_ENV, "v2"); /* cgroup2 can be mounted even where v1 holds every controller */
 }
 
 /* ---------------------------------------------------------------- main */
-
-/* rmdir rel in every hierarchy (its children first); what is busy stays. */
-static void rmdir_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		char child[PATH_MAX];
-		if (snprintf(child, sizeof(child), "%s/%s", dir, de->d_name) < (int)sizeof(child))
-			rmdir_tree(child);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static int group_setup(void **state)
 {
 	(void)state;
 	snprintf(base, sizeof(base), "/lamina-test-%d-stats", (int)getpid());
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_stats needs root\n");
-		return -1;
-	}
-	return 0;
+	return tu_need_root("test_stats");
 }
 
+/* What a failed test left below base, in every hierarchy; what is busy stays. */
 static int group_teardown(void **state)
 {
 	(void)state;
-	DIR *d = opendir("/sys/fs/cgroup");
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			char p[PATH_MAX];
-			if (de->d_name[0] != '.' && snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s", de->d_name, base) <
-							(int)sizeof(p))
-				rmdir_tree(p);
-		}
-		closedir(d);
-	}
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "/sys/fs/cgroup%s", base);
-	rmdir_tree(p);
+	tu_rm_cgroup(base);
 	return 0;
 }
+
+/* A live test, with the fixture around it. */
+#define live_test(f) cmocka_unit_test_setup_teardown(f, fixture_setup, fixture_teardown)
 
 int main(void)
 {
@@ -661,8 +632,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_keyed),
 		cmocka_unit_test(test_cpu_percent),
-		cmocka_unit_test_setup_teardown(test_live_usage, fixture_setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_unlimited_reads_zero, fixture_setup, fixture_teardown),
+		live_test(test_live_usage),
+		live_test(test_unlimited_reads_zero),
 		cmocka_unit_test(test_missing_cgroup),
 		cmocka_unit_test(test_fake_v1_files),
 		cmocka_unit_test(test_fake_v2_files),

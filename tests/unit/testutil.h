@@ -9,8 +9,9 @@
  * The checks fail the running cmocka test (fail_msg/assert_*) rather than
  * returning errors, so they may only be called from a test or from a
  * helper a test calls, not from a group setup or teardown.  The exceptions,
- * tu_mkdtemp, tu_rm_tree and tu_dir_entries, return a status and fail
- * nothing, for use in fixtures.
+ * tu_mkdtemp, tu_rm_tree, tu_dir_entries, tu_need_root, tu_rm_cgroup and
+ * tu_unshare_mounts, return a status (or nothing) and fail nothing, for use
+ * in fixtures and before cmocka runs.
  *
  * Assertion-style macros keep the cmocka-like names the tests always used
  * (FMT, assert_contains, assert_ok); functions are prefixed tu_ so that
@@ -31,12 +32,15 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------- assertions */
@@ -97,6 +101,25 @@ static inline int tu_rm_tree(const char *dir, int extra_flags)
 	if (r == 0 && lstat(dir, &st) == 0)
 		r = -1;
 	return r;
+}
+
+/* ------------------------------------------------------------------ bytes */
+
+/* A growing buffer of bytes; {0} is an empty one, free(data) frees it. */
+struct tu_buf {
+	char *data;
+	size_t len;
+};
+
+/* Appends len bytes of data to b, keeping a NUL after them (not counted in
+ * len) so that text in b is a string. */
+static inline void tu_buf_add(struct tu_buf *b, const void *data, size_t len)
+{
+	b->data = realloc(b->data, b->len + len + 1);
+	assert_non_null(b->data);
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
 }
 
 /* ------------------------------------------------------- files and dirs */
@@ -202,6 +225,94 @@ static inline int tu_count_entries(const char *dir)
 	if (n < 0)
 		fail_msg("opendir %s: %s", dir, strerror(errno));
 	return n;
+}
+
+/* ------------------------------------------------- root, cgroups, mounts */
+
+/* 0 when running as root; otherwise says "<test> needs root" and returns
+ * -1, for a group setup to fail the whole group. */
+static inline int tu_need_root(const char *test)
+{
+	if (geteuid() == 0)
+		return 0;
+	fprintf(stderr, "%s needs root\n", test);
+	return -1;
+}
+
+/* rmdir dir after the directories below it, deepest first: a cgroup's
+ * files go with its directory, and rmdir is all cgroupfs allows.  What is
+ * busy (a cgroup with processes) stays. */
+static inline void tu_rmdir_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		char child[PATH_MAX];
+		int n = snprintf(child, sizeof(child), "%s/%s", dir, de->d_name);
+		if (n > 0 && (size_t)n < sizeof(child))
+			tu_rmdir_tree(child);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Removes the cgroup rel (a path like "/lamina-test-1234") and those below
+ * it from every hierarchy mounted under /sys/fs/cgroup, v1 or v2. */
+static inline void tu_rm_cgroup(const char *rel)
+{
+	char p[PATH_MAX];
+	DIR *d = opendir("/sys/fs/cgroup");
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			int n = snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s", de->d_name, rel);
+			if (de->d_name[0] != '.' && n > 0 && (size_t)n < sizeof(p))
+				tu_rmdir_tree(p);
+		}
+		closedir(d);
+	}
+	int n = snprintf(p, sizeof(p), "/sys/fs/cgroup%s", rel);
+	if (n > 0 && (size_t)n < sizeof(p))
+		tu_rmdir_tree(p);
+}
+
+/* Moves this process into a mount namespace of its own whose mounts do not
+ * reach the host's, and with cgroup2 set mounts the host's cgroup2
+ * hierarchy over /sys/fs/cgroup: a pure v2 view, even of a v1 or hybrid
+ * host.  0, or -1 with errno set. */
+static inline int tu_unshare_mounts(bool cgroup2)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	if (cgroup2 && mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/* Runs this test program again, with name=value in its environment (a mode
+ * its main looks for), and waits for it.  An exit status of 77 skips the
+ * running test (what the mode needs cannot be had here); any other but 0
+ * fails it. */
+static inline void tu_run_self(const char *name, const char *value)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv(name, value, 1);
+		execl("/proc/self/exe", program_invocation_short_name, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("%s=%s: exit status %d", name, value, WEXITSTATUS(status));
 }
 
 #endif /* LAMINA_TESTS_UNIT_TESTUTIL_H */
