@@ -462,6 +462,18 @@ static enum MHD_Result logs(struct agent *a, struct MHD_Connection *conn, struct
 		s->skip = all;
 	}
 	int rc = lm_log_reader_open(path, a->logs.max_files, &s->reader, &err);
+	if (rc < 0 && err.code == ENOENT) {
+		/* never started: nothing written yet */
+		free(path);
+		stream_free(s);
+		struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+		enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
 	if (rc == 0 && s->follow) {
 		char *dir = strdup(path);
 		char *slash = dir ? strrchr(dir, '/') : NULL;
@@ -592,7 +604,10 @@ static enum MHD_Result waiting(struct agent *a, struct MHD_Connection *conn, str
 				return send_lm_error(conn, &err);
 		}
 	}
-	if (agent_running(c)) {
+	/* wait also waits for a container that has not run yet, as docker's does */
+	bool not_yet = r->kind == REQ_WAIT &&
+		       (strcmp(c->rec.status, "created") == 0 || strcmp(c->rec.status, "starting") == 0);
+	if (agent_running(c) || not_yet) {
 		suspend(conn);
 		return MHD_YES;
 	}

@@ -580,6 +580,7 @@ def test_api_bad_input_changes_nothing(agent):
     assert st == 201
     st, body = a.api("POST", "/v1/containers", {"image": IMAGE, "name": "dup"})
     assert st == 409 and "already in use" in body["message"]
+    assert a.ok("logs", "dup") == ""  # never started: no output, no error
     assert [c["name"] for c in a.containers()] == ["dup"]
     after = sorted(os.listdir(a.root / "containers"))
     assert len(after) == len(before) + 1  # only dup's layer

@@ -1,6 +1,6 @@
 """The README's first command stays true: examples/run builds lamina and runs
-its two examples (an OCI bundle, and an image pulled from a loopback
-registry) to the end."""
+its examples (an OCI bundle, an image pulled from a loopback registry, and a
+detached container of the agent that survives the agent's kill -9) to the end."""
 
 import subprocess
 
@@ -16,3 +16,5 @@ def test_examples_run():
     assert p.returncode == 0, p.stdout + p.stderr
     assert "hello from lamina, pid 1 in its own namespaces, as 0:0" in p.stdout
     assert "hello from an image: busybox, user root" in p.stdout
+    assert "exec in " in p.stdout and "still running: web" in p.stdout
+    assert "containers left: 0" in p.stdout
