@@ -200,14 +200,20 @@ static int each_container(const struct lm_cli_global *g, const char *prog, int n
 	return rc;
 }
 
-int lm_cli_start(const struct lm_cli_global *g, int argc, char **argv)
+/* A command without options: CONTAINER... */
+static int each_named(const struct lm_cli_global *g, const char *prog, int argc, char **argv, const char *method,
+		      const char *action, each_done_fn done, void *ctx)
 {
-	const char *prog = "lamina start";
 	struct opt opts[] = {{NULL, 0, 0, NULL}};
 	int i = 1;
 	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
 		return 2;
-	return each_container(g, prog, argc - i, argv + i, "POST", "start", NULL, NULL, NULL, NULL);
+	return each_container(g, prog, argc - i, argv + i, method, action, NULL, NULL, done, ctx);
+}
+
+int lm_cli_start(const struct lm_cli_global *g, int argc, char **argv)
+{
+	return each_named(g, "lamina start", argc, argv, "POST", "start", NULL, NULL);
 }
 
 /* stop and restart: [-t|--time S] CONTAINER... */
@@ -278,15 +284,11 @@ static void collect(const char *ref, json_t *resp, void *ctx)
 int lm_cli_inspect(const struct lm_cli_global *g, int argc, char **argv)
 {
 	const char *prog = "lamina inspect";
-	struct opt opts[] = {{NULL, 0, 0, NULL}};
-	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
-		return 2;
 	json_auto_t *arr = json_array();
 	if (!arr)
 		return out_of_memory(prog);
-	int rc = each_container(g, prog, argc - i, argv + i, "GET", NULL, NULL, NULL, collect, arr);
-	if (rc == 125)
+	int rc = each_named(g, prog, argc, argv, "GET", NULL, collect, arr);
+	if (rc == 125 || rc == 2)
 		return rc;
 	/* what was found is printed even when something was not, as docker does */
 	autofree char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -303,12 +305,7 @@ static void print_exit_code(const char *ref, json_t *resp, void *ctx)
 
 int lm_cli_wait(const struct lm_cli_global *g, int argc, char **argv)
 {
-	const char *prog = "lamina wait";
-	struct opt opts[] = {{NULL, 0, 0, NULL}};
-	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, prog) < 0 || need_args(argc, i, 1, -1, prog, "CONTAINER...") < 0)
-		return 2;
-	return each_container(g, prog, argc - i, argv + i, "POST", "wait", NULL, NULL, print_exit_code, NULL);
+	return each_named(g, "lamina wait", argc, argv, "POST", "wait", print_exit_code, NULL);
 }
 
 /* --- logs --- */
