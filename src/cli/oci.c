@@ -224,8 +224,9 @@ static int cmd_features(void)
 				  "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
 				  "strictatime", "unbindable");
 	json_t *o = json_pack(
-		"{s:s,s:s,s:[],s:o,s:{s:o,s:o,s:{s:b,s:b,s:b,s:b},s:{s:b},s:{s:b},s:{s:b},s:{s:b}},s:{s:s,s:s}}",
-		"ociVersionMin", "1.0.0", "ociVersionMax", "1.2.0", "hooks", "mountOptions", mopts, "linux",
+		"{s:s,s:s,s:[ssssss],s:o,s:{s:o,s:o,s:{s:b,s:b,s:b,s:b},s:{s:b},s:{s:b},s:{s:b},s:{s:b}},s:{s:s,s:s}}",
+		"ociVersionMin", "1.0.0", "ociVersionMax", "1.2.0", "hooks", "prestart", "createRuntime",
+		"createContainer", "startContainer", "poststart", "poststop", "mountOptions", mopts, "linux",
 		"namespaces", ns, "capabilities", capl, "cgroup", "v1", mode != LM_CGROUP_V2, "v2",
 		mode != LM_CGROUP_V1, "systemd", false, "systemdUser", false, "seccomp", "enabled", false,
 		"apparmor", "enabled", false, "selinux", "enabled", false, "intelRdt", "enabled", false,

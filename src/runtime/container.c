@@ -7,6 +7,16 @@
  * child talk over a SOCK_SEQPACKET pair: GO (ids mapped, cgroup joined),
  * READY or ERROR (with the child's message).  Any failure before READY rolls
  * back everything: child killed, cgroup removed, state directory removed.
+ *
+ * Hooks (hooks.c) follow the OCI lifecycle.  When the config has create-time
+ * hooks the child stops before pivot_root with HOOKS: we run prestart and
+ * createRuntime here, in the runtime's namespaces, and answer RESUME; it
+ * runs createContainer itself.  startContainer runs in the child after
+ * start; poststart here once the process has exec'd, before start returns;
+ * poststop after delete removed the container.  A failing hook up to
+ * startContainer fails the operation and the container is destroyed, as
+ * the spec says ("continue the lifecycle at step 12": poststop hooks run
+ * then too); poststart and poststop failures are warnings.
  */
 #include "runtime/container.h"
 
@@ -104,6 +114,7 @@ struct create_ctx {
 	pid_t pid;
 	int pidfd;
 	struct lm_device_rule *rules;
+	bool hooks_reached;  /* the create-time hooks began: destroying runs poststop */
 };
 
 static void create_ctx_init(struct create_ctx *c)
@@ -130,7 +141,27 @@ static void create_ctx_release(struct create_ctx *c)
 	create_ctx_init(c);
 }
 
-static void create_rollback(struct create_ctx *c, const char *root, const char *id)
+/* The state a runtime-side hook reads. */
+static char *hook_state(const struct create_ctx *c, const char *id, enum lm_status status, pid_t pid)
+{
+	json_t *ann = lm_spec_annotations_json(c->spec);
+	char *text = lm_hook_state_json(id, status, pid, c->bundle, ann);
+	json_decref(ann);
+	return text;
+}
+
+static void run_poststop(const struct create_ctx *c, const char *id)
+{
+	if (!c->spec->hooks.n_poststop)
+		return;
+	char *state = hook_state(c, id, LM_STATUS_STOPPED, 0);
+	lm_hooks_run_warn(&c->spec->hooks, LM_HOOK_POSTSTOP, state, c->bundle, id);
+	free(state);
+}
+
+/* poststop: the container got far enough for its hooks to have run, so
+ * they get to undo what they did. */
+static void create_rollback(struct create_ctx *c, const char *root, const char *id, bool poststop)
 {
 	struct lm_error ignored;
 	if (c->pid > 0) {
@@ -145,16 +176,14 @@ static void create_rollback(struct create_ctx *c, const char *root, const char *
 	}
 	if (c->state_created)
 		lm_state_dir_remove(root, id, &ignored);
+	if (poststop && c->spec)
+		run_poststop(c, id);
 	create_ctx_release(c);
 }
 
 /* Features this runtime does not have yet are refused, never silently skipped. */
 static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 {
-	const struct lm_hooks *h = &spec->hooks;
-	if (h->n_prestart || h->n_create_runtime || h->n_create_container || h->n_start_container ||
-	    h->n_poststart || h->n_poststop)
-		return lm_err(err, ENOTSUP, "hooks are not supported yet by lamina");
 	if (spec->has_seccomp)
 		return lm_err(err, ENOTSUP, "linux.seccomp is not supported yet by lamina");
 	if (!lm_spec_namespace(spec, LM_NS_MOUNT))
@@ -292,13 +321,7 @@ static int device_rules(const struct lm_spec *spec, struct lm_resources *res, st
 static int write_state(const struct create_ctx *c, const char *id, pid_t pid, const char *created,
 		       struct lm_error *err)
 {
-	json_t *ann = NULL;
-	if (c->spec->n_annotations) {
-		ann = json_object();
-		for (size_t i = 0; i < c->spec->n_annotations; i++)
-			json_object_set_new(ann, c->spec->annotation_keys[i],
-					    json_string(c->spec->annotation_values[i]));
-	}
+	json_t *ann = lm_spec_annotations_json(c->spec);
 	struct lm_state state = {
 		.id = (char *)id,
 		.bundle = (char *)c->bundle,
@@ -309,6 +332,7 @@ static int write_state(const struct create_ctx *c, const char *id, pid_t pid, co
 		.pid_start = pid > 0 ? lm_pid_start_time(pid) : 0,
 		.annotations = ann,
 		.has_userns = lm_spec_namespace(c->spec, LM_NS_USER) != NULL,
+		.has_hooks = c->spec->hooks.n_poststart || c->spec->hooks.n_poststop,
 		.creator = pid > 0 ? 0 : getpid(),
 		.creator_start = pid > 0 ? 0 : lm_pid_start_time(getpid()),
 	};
@@ -367,6 +391,10 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	}
 	if (lm_cgroup_path_for(c->spec->cgroups_path, opts->id, &c->cg_path, err) < 0)
 		goto fail;
+	/* The config is kept beside the state: exec takes its defaults from it,
+	 * start and delete its hooks (a create killed half-way included). */
+	if (copy_config(c, err) < 0)
+		goto fail;
 	/* From here on, a create killed half-way leaves a state that delete understands. */
 	if (write_state(c, opts->id, 0, "", err) < 0)
 		goto fail;
@@ -417,6 +445,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.new_cgroupns = cgns && !cgns->path,
 		.new_userns = userns && !userns->path,
 		.preserve_fds = opts->preserve_fds,
+		.bundle = c->bundle,
 	};
 	/* The child starts in the bundle so relative mount sources resolve
 	 * against it; we go back so relative paths given to us still work. */
@@ -482,26 +511,44 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	}
 	if (!born_in_cgroup && lm_cgroup_enter(&c->cg, c->pid, err) < 0)
 		goto fail;
-	if (lm_sync_send(c->sync_fd, LM_SYNC_GO, NULL) < 0) {
+	struct lm_error go = {.code = c->pid};
+	if (lm_sync_send(c->sync_fd, LM_SYNC_GO, &go) < 0) {
 		lm_err_sys(err, "sync with container process");
 		goto fail;
 	}
-	struct lm_sync_msg msg;
-	if (lm_sync_recv(c->sync_fd, &msg, err) < 0)
-		goto fail;
-	if (msg.type == LM_SYNC_ERROR) {
-		lm_err(err, msg.code, "%s", msg.msg);
-		goto fail;
-	}
-	if (msg.type != LM_SYNC_READY) {
-		lm_err(err, EPROTO, "unexpected message %d from container process", msg.type);
-		goto fail;
+	for (;;) {
+		struct lm_sync_msg msg;
+		if (lm_sync_recv(c->sync_fd, &msg, err) < 0)
+			goto fail;
+		if (msg.type == LM_SYNC_ERROR) {
+			lm_err(err, msg.code, "%s", msg.msg);
+			goto fail;
+		}
+		if (msg.type == LM_SYNC_READY)
+			break;
+		if (msg.type != LM_SYNC_HOOKS || c->hooks_reached) {
+			lm_err(err, EPROTO, "unexpected message %d from container process", msg.type);
+			goto fail;
+		}
+		/* mounts are done, pivot_root is not: the runtime's create hooks */
+		c->hooks_reached = true;
+		if (c->spec->hooks.n_prestart || c->spec->hooks.n_create_runtime) {
+			autofree char *state = hook_state(c, opts->id, LM_STATUS_CREATING, c->pid);
+			if (!state) {
+				lm_err(err, ENOMEM, "hooks: out of memory");
+				goto fail;
+			}
+			if (lm_hooks_run(&c->spec->hooks, LM_HOOK_PRESTART, state, c->bundle, err) < 0 ||
+			    lm_hooks_run(&c->spec->hooks, LM_HOOK_CREATE_RUNTIME, state, c->bundle, err) < 0)
+				goto fail;
+		}
+		if (lm_sync_send(c->sync_fd, LM_SYNC_RESUME, NULL) < 0) {
+			lm_err_sys(err, "sync with container process");
+			goto fail;
+		}
 	}
 
 	if (opts->pid_file && lm_pid_file_write(opts->pid_file, c->pid, err) < 0)
-		goto fail;
-	/* The config is kept beside the state: exec takes its defaults from it. */
-	if (copy_config(c, err) < 0)
 		goto fail;
 	char created[64];
 	now_rfc3339(created, sizeof(created));
@@ -515,7 +562,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 fail:
 	if (err->msg[0])
 		lm_error_prefix(err, "create container \"%s\"", opts->id);
-	create_rollback(c, opts->root, opts->id);
+	create_rollback(c, opts->root, opts->id, c->hooks_reached);
 	return -1;
 }
 
@@ -552,6 +599,80 @@ static int open_init_pidfd(const struct lm_state *st, struct lm_error *err)
 	return fd;
 }
 
+/* The config kept beside the state (for its hooks). */
+static int load_config_copy(int dirfd, const struct lm_state *st, struct lm_spec **spec, struct lm_error *err)
+{
+	autofree char *text = NULL;
+	size_t len;
+	if (lm_read_file_at(dirfd, CONFIG_COPY, 16 << 20, &text, &len, err) < 0 ||
+	    lm_spec_parse(text, len, st->bundle, spec, err) < 0)
+		return lm_error_prefix(err, "the container's copy of its config");
+	return 0;
+}
+
+/* Hooks of a container that has some (state.json says), from its config
+ * copy; a copy that cannot be read is warned about: the hooks cannot run. */
+static struct lm_spec *hooks_spec(int dirfd, const struct lm_state *st, const char *what)
+{
+	if (!st->has_hooks)
+		return NULL;
+	struct lm_spec *spec = NULL;
+	struct lm_error err;
+	if (load_config_copy(dirfd, st, &spec, &err) < 0) {
+		lm_warn("container \"%s\": %s hooks not run: %s", st->id, what, err.msg);
+		return NULL;
+	}
+	return spec;
+}
+
+static void run_hooks_warn(const struct lm_spec *spec, enum lm_hook_kind kind, const struct lm_state *st,
+			   enum lm_status status, pid_t pid)
+{
+	const struct lm_hook *list;
+	if (!spec || !lm_hooks_of(&spec->hooks, kind, &list))
+		return;
+	char *state = lm_hook_state_json(st->id, status, pid, st->bundle, st->annotations);
+	lm_hooks_run_warn(&spec->hooks, kind, state, st->bundle, st->id);
+	free(state);
+}
+
+static int destroy_container(const char *root, const struct lm_state *st, struct lm_error *err);
+
+/* What the container process reports on the exec fifo: "0" when it goes on
+ * to execve, "E" and a message when a startContainer hook failed; the fifo
+ * closes with its execve (close-on-exec) or its exit.  *len 0: it exited
+ * without a word. */
+static int read_start_report(int fifo, int pidfd, char *buf, size_t size, size_t *len, struct lm_error *err)
+{
+	*len = 0;
+	bool exited = false;
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = fifo, .events = POLLIN}, {.fd = exited ? -1 : pidfd, .events = POLLIN}};
+		if (poll(pfd, 2, exited ? 0 : -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return lm_err_sys(err, "poll");
+		}
+		if (pfd[1].revents & POLLIN)
+			exited = true; /* take what it wrote, then stop */
+		if (pfd[0].revents || exited) {
+			ssize_t n = read(fifo, buf + *len, size - 1 - *len);
+			if (n > 0) {
+				*len += (size_t)n;
+				if (*len < size - 1)
+					continue;
+			} else if (n < 0 && errno == EINTR) {
+				continue;
+			} else if (n < 0 && errno == EAGAIN && !exited) {
+				continue;
+			}
+			break; /* EOF: every writer is gone (exec or exit), or buffer full */
+		}
+	}
+	buf[*len] = '\0';
+	return 0;
+}
+
 int lm_container_start(const char *root, const char *id, struct lm_error *err)
 {
 	autofd dirfd = -1;
@@ -560,6 +681,7 @@ int lm_container_start(const char *root, const char *id, struct lm_error *err)
 		return -1;
 	int ret = -1;
 	autofd pidfd = -1, fifo = -1;
+	struct lm_spec *spec = NULL;
 	flock(dirfd, LOCK_EX);
 	enum lm_status status = lm_state_status(&st, dirfd);
 	if (status != LM_STATUS_CREATED) {
@@ -575,27 +697,35 @@ int lm_container_start(const char *root, const char *id, struct lm_error *err)
 		lm_err_sys(err, "start container \"%s\": open exec fifo", id);
 		goto out;
 	}
-	for (;;) {
-		struct pollfd pfd[2] = {{.fd = fifo, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			lm_err_sys(err, "start container \"%s\": poll", id);
-			goto out;
-		}
-		if (pfd[0].revents & POLLIN) {
-			char byte;
-			if (read(fifo, &byte, 1) == 1)
-				break;
-		}
-		if (pfd[1].revents & POLLIN) {
-			lm_err(err, ESRCH, "start container \"%s\": its process exited before start", id);
-			goto out;
-		}
+	char report[2 + LM_ERROR_MSG_MAX];
+	size_t len;
+	if (read_start_report(fifo, pidfd, report, sizeof(report), &len, err) < 0) {
+		lm_error_prefix(err, "start container \"%s\"", id);
+		goto out;
 	}
+	if (len == 0) {
+		lm_err(err, ESRCH, "start container \"%s\": its process exited before start", id);
+		goto out;
+	}
+	spec = hooks_spec(dirfd, &st, report[0] == '0' ? "poststart" : "poststop");
+	if (report[0] != '0') {
+		if (report[0] == 'E')
+			lm_err(err, ECANCELED, "start container \"%s\": %s", id, report + 1);
+		else
+			lm_err(err, EPROTO, "start container \"%s\": unexpected report from its process", id);
+		/* The process is gone: the container ends here (lifecycle step 12). */
+		struct lm_error derr;
+		if (destroy_container(root, &st, &derr) < 0)
+			lm_warn("container \"%s\": %s", id, derr.msg);
+		run_hooks_warn(spec, LM_HOOK_POSTSTOP, &st, LM_STATUS_STOPPED, 0);
+		goto out;
+	}
+	/* (an exec failure after "0" is the process's own exit status, as before) */
 	unlinkat(dirfd, EXEC_FIFO, 0);
+	run_hooks_warn(spec, LM_HOOK_POSTSTART, &st, LM_STATUS_RUNNING, st.pid);
 	ret = 0;
 out:
+	lm_spec_free(spec);
 	lm_state_free(&st);
 	return ret;
 }
@@ -752,9 +882,13 @@ int lm_container_delete(const char *root, const char *id, bool force, struct lm_
 			}
 		}
 	}
+	/* read before destroying: the config copy goes with the state */
+	struct lm_spec *spec = hooks_spec(dirfd, &st, "poststop");
 	ret = destroy_container(root, &st, err);
 	if (ret < 0)
 		lm_error_prefix(err, "delete container \"%s\"", id);
+	run_hooks_warn(spec, LM_HOOK_POSTSTOP, &st, LM_STATUS_STOPPED, 0);
+	lm_spec_free(spec);
 out:
 	lm_state_free(&st);
 	return ret;
@@ -787,17 +921,28 @@ int lm_container_run(const struct lm_create_opts *opts, struct lm_exit *exit_inf
 	}
 	if (lm_sync_send(c.sync_fd, LM_SYNC_START, NULL) < 0) {
 		lm_err_sys(err, "start container \"%s\"", opts->id);
-		create_rollback(&c, opts->root, opts->id);
+		create_rollback(&c, opts->root, opts->id, true);
 		return -1;
 	}
-	if (opts->detach) {
-		create_ctx_release(&c);
-		return 0;
-	}
-	/* An exec failure arrives as an ERROR message; success closes the socket. */
+	/* A failed startContainer hook or exec arrives as an ERROR message;
+	 * success closes the socket (close-on-exec). */
 	struct lm_sync_msg msg;
 	struct lm_error sync_err;
 	bool exec_failed = lm_sync_recv(c.sync_fd, &msg, &sync_err) == 0 && msg.type == LM_SYNC_ERROR;
+	if (!exec_failed && c.spec->hooks.n_poststart) {
+		char *state = hook_state(&c, opts->id, LM_STATUS_RUNNING, c.pid);
+		lm_hooks_run_warn(&c.spec->hooks, LM_HOOK_POSTSTART, state, c.bundle, opts->id);
+		free(state);
+	}
+	if (opts->detach) {
+		if (exec_failed) {
+			lm_err(err, msg.code, "start container \"%s\": %s", opts->id, msg.msg);
+			create_rollback(&c, opts->root, opts->id, true);
+			return -1;
+		}
+		create_ctx_release(&c);
+		return 0;
+	}
 
 	int status = 0;
 	while (waitpid(c.pid, &status, 0) < 0) {
@@ -828,6 +973,7 @@ int lm_container_run(const struct lm_create_opts *opts, struct lm_exit *exit_inf
 	if (lm_state_dir_remove(opts->root, opts->id, &cleanup_err) < 0)
 		lm_warn("run %s: %s", opts->id, cleanup_err.msg);
 	c.state_created = false;
+	run_poststop(&c, opts->id);
 	create_ctx_release(&c);
 	return ret;
 }

@@ -7,6 +7,9 @@
  * last, and the exec fifo opened with the final identity so a stopped
  * "created" container holds nothing it would not hold running.  Every error
  * before READY goes back to the parent, which rolls the container back.
+ * The hooks that run in the container's namespaces run here: createContainer
+ * right before pivot_root (after the runtime ran prestart and createRuntime
+ * on our HOOKS message), startContainer after start, right before execve.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,7 +100,33 @@ static int apply_sysctls(const struct lm_spec *spec, struct lm_error *err)
 	return 0;
 }
 
-static int setup(const struct lm_init_ctx *ctx, char **exe, char ***envp, struct lm_error *err)
+/* The create-time hooks, between the mounts and pivot_root: the runtime's
+ * own (prestart, createRuntime) while we wait, then createContainer here, in
+ * the container's namespaces, its path still resolved in the host's view of
+ * the filesystem (we have not pivoted yet). */
+static int create_hooks(const struct lm_init_ctx *ctx, pid_t host_pid, struct lm_error *err)
+{
+	const struct lm_hooks *h = &ctx->spec->hooks;
+	if (!h->n_prestart && !h->n_create_runtime && !h->n_create_container)
+		return 0;
+	if (lm_sync_send(ctx->sync_fd, LM_SYNC_HOOKS, NULL) < 0)
+		return lm_err_sys(err, "sync with the runtime");
+	struct lm_sync_msg msg;
+	if (lm_sync_recv(ctx->sync_fd, &msg, err) < 0)
+		return -1;
+	if (msg.type != LM_SYNC_RESUME)
+		return lm_err(err, EPROTO, "unexpected message %d from the runtime", msg.type);
+	if (!h->n_create_container)
+		return 0;
+	json_t *ann = lm_spec_annotations_json(ctx->spec);
+	autofree char *state = lm_hook_state_json(ctx->id, LM_STATUS_CREATING, host_pid, ctx->bundle, ann);
+	json_decref(ann);
+	if (!state)
+		return lm_err(err, ENOMEM, "createContainer hooks: out of memory");
+	return lm_hooks_run(h, LM_HOOK_CREATE_CONTAINER, state, ctx->bundle, err);
+}
+
+static int setup(const struct lm_init_ctx *ctx, pid_t host_pid, char **exe, char ***envp, struct lm_error *err)
 {
 	const struct lm_spec *spec = ctx->spec;
 	if (ctx->new_userns) {
@@ -114,7 +143,9 @@ static int setup(const struct lm_init_ctx *ctx, char **exe, char ***envp, struct
 		return lm_err_sys(err, "set hostname %s", spec->hostname);
 	if (spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0)
 		return lm_err_sys(err, "set domainname %s", spec->domainname);
-	if (lm_rootfs_prepare(ctx, err) < 0)
+	autofd rootfd = -1;
+	if (lm_rootfs_prepare(ctx, &rootfd, err) < 0 || create_hooks(ctx, host_pid, err) < 0 ||
+	    lm_rootfs_pivot(rootfd, err) < 0)
 		return -1;
 	if (apply_sysctls(spec, err) < 0)
 		return -1;
@@ -138,6 +169,14 @@ static int setup(const struct lm_init_ctx *ctx, char **exe, char ***envp, struct
 	return lm_process_seal_fds(ctx->preserve_fds, err);
 }
 
+/* startContainer hooks: in the container, after start, before execve. */
+static int start_hooks(const struct lm_init_ctx *ctx, const char *state, struct lm_error *err)
+{
+	if (!ctx->spec->hooks.n_start_container)
+		return 0;
+	return lm_hooks_run(&ctx->spec->hooks, LM_HOOK_START_CONTAINER, state, NULL, err);
+}
+
 void lm_init_child(const struct lm_init_ctx *ctx)
 {
 	struct lm_error err;
@@ -150,23 +189,48 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 	struct lm_sync_msg msg;
 	if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_GO)
 		_exit(1);
+	pid_t host_pid = (pid_t)msg.code;
 	autofree char *exe = NULL;
 	char **envp = NULL;
-	if (setup(ctx, &exe, &envp, &err) < 0)
+	if (setup(ctx, host_pid, &exe, &envp, &err) < 0)
 		lm_sync_fail(fd, &err);
+	char *start_state = NULL;
+	if (ctx->spec->hooks.n_start_container) {
+		json_t *ann = lm_spec_annotations_json(ctx->spec);
+		start_state = lm_hook_state_json(ctx->id, LM_STATUS_CREATED, host_pid, ctx->bundle, ann);
+		json_decref(ann);
+		if (!start_state) {
+			lm_err(&err, ENOMEM, "startContainer hooks: out of memory");
+			lm_sync_fail(fd, &err);
+		}
+	}
 
 	prctl(PR_SET_PDEATHSIG, 0);
 	if (lm_sync_send(fd, LM_SYNC_READY, NULL) < 0)
 		_exit(1);
+	int fifo = -1;
 	if (ctx->state_dirfd >= 0) {
-		/* create: block until `start` opens the other end */
-		int fifo = openat(ctx->state_dirfd, "exec.fifo", O_WRONLY | O_CLOEXEC);
-		if (fifo < 0 || write(fifo, "0", 1) != 1)
+		/* create: block until `start` opens the other end.  It reads until
+		 * the fifo closes (our execve, close-on-exec): "0" is a start, "E"
+		 * and a message a failed startContainer hook. */
+		fifo = openat(ctx->state_dirfd, "exec.fifo", O_WRONLY | O_CLOEXEC);
+		if (fifo < 0)
 			_exit(1);
-		close(fifo);
 		close(ctx->state_dirfd);
-	} else if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_START) {
-		_exit(1);
+		if (start_hooks(ctx, start_state, &err) < 0) {
+			char report[1 + LM_ERROR_MSG_MAX];
+			int n = snprintf(report, sizeof(report), "E%s", err.msg);
+			ssize_t ignored = write(fifo, report, (size_t)n < sizeof(report) ? (size_t)n : sizeof(report) - 1);
+			(void)ignored;
+			_exit(1);
+		}
+		if (write(fifo, "0", 1) != 1)
+			_exit(1);
+	} else {
+		if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_START)
+			_exit(1);
+		if (start_hooks(ctx, start_state, &err) < 0)
+			lm_sync_fail(fd, &err);
 	}
 	execve(exe, ctx->spec->process.args, envp);
 	int code = errno == ENOENT ? 127 : 126;

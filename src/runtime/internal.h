@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "runtime/cgroup.h"
+#include "runtime/container.h"
 #include "runtime/spec.h"
 #include "util/error.h"
 
@@ -17,7 +18,13 @@ enum lm_sync_type {
 	LM_SYNC_READY,       /* child -> parent: set up, about to wait for start */
 	LM_SYNC_START,       /* parent -> child (run): exec now */
 	LM_SYNC_ERROR,       /* child -> parent: failed, see code and msg */
+	LM_SYNC_HOOKS,       /* child -> parent: mounts done, before pivot_root: run the
+				prestart and createRuntime hooks (sent only when there
+				are create-time hooks) */
+	LM_SYNC_RESUME,      /* parent -> child: hooks done, go on */
 };
+/* GO carries in code the pid of the container process as the host sees it
+ * (the state its hooks read). */
 
 struct lm_sync_msg {
 	int32_t type;
@@ -42,12 +49,15 @@ struct lm_init_ctx {
 	bool new_cgroupns;        /* unshare the cgroup ns after joining the cgroup */
 	bool new_userns;
 	int preserve_fds;
+	const char *bundle;       /* absolute bundle path, for the hooks' state */
 };
 
 void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));
 
-/* mounts.c: build the rootfs in the (new) mount namespace and pivot into it. */
-int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err);
+/* mounts.c: build the rootfs in the (new) mount namespace; *rootfd gets an
+ * O_PATH fd of it, for lm_rootfs_pivot (the create-time hooks run between). */
+int lm_rootfs_prepare(const struct lm_init_ctx *ctx, int *rootfd, struct lm_error *err);
+int lm_rootfs_pivot(int rootfd, struct lm_error *err);
 /* After pivot: sysctls were written; now maskedPaths, readonlyPaths, ro root. */
 int lm_rootfs_finalize(const struct lm_spec *spec, struct lm_error *err);
 
@@ -91,6 +101,9 @@ struct lm_state {
 	unsigned long long pid_start;  /* /proc/<pid>/stat starttime, guards pid reuse */
 	json_t *annotations;  /* object or NULL */
 	bool has_userns;
+	/* The config has poststart or poststop hooks: start and delete read
+	 * them from the copy of the config beside the state. */
+	bool has_hooks;
 	/* While pid is 0 the container is being created by this process; if it
 	 * is gone, the create died half-way and the container counts as stopped
 	 * (so delete cleans it up). */
@@ -112,3 +125,30 @@ bool lm_state_init_alive(const struct lm_state *st);
 /* A pidfd of the recorded init process, or -1 when it is gone. */
 int lm_state_init_pidfd(const struct lm_state *st);
 json_t *lm_state_to_json(const struct lm_state *st, enum lm_status status);
+
+/* hooks.c: the OCI hooks (config.md "POSIX-platform Hooks"). */
+enum lm_hook_kind {
+	LM_HOOK_PRESTART,
+	LM_HOOK_CREATE_RUNTIME,
+	LM_HOOK_CREATE_CONTAINER,
+	LM_HOOK_START_CONTAINER,
+	LM_HOOK_POSTSTART,
+	LM_HOOK_POSTSTOP,
+};
+
+const char *lm_hook_kind_name(enum lm_hook_kind kind);
+/* The hooks of one kind: count, *list set. */
+size_t lm_hooks_of(const struct lm_hooks *h, enum lm_hook_kind kind, const struct lm_hook **list);
+/* The spec's annotations as a JSON object, or NULL when it has none. */
+json_t *lm_spec_annotations_json(const struct lm_spec *spec);
+/* The OCI state a hook reads on stdin (malloc'd text, NULL when out of memory). */
+char *lm_hook_state_json(const char *id, enum lm_status status, pid_t pid, const char *bundle,
+			 json_t *annotations);
+/* Run the hooks of one kind in order, each with state on stdin, in cwd (NULL:
+ * ours); stops at the first failure, whose error names the kind and path. */
+int lm_hooks_run(const struct lm_hooks *hooks, enum lm_hook_kind kind, const char *state, const char *cwd,
+		 struct lm_error *err);
+/* poststart and poststop: every hook runs; a failure is a warning (state
+ * NULL: out of memory, warned about too). */
+void lm_hooks_run_warn(const struct lm_hooks *hooks, enum lm_hook_kind kind, const char *state,
+		       const char *cwd, const char *id);

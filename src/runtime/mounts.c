@@ -293,7 +293,7 @@ static int pivot(int rootfd, struct lm_error *err)
 	return 0;
 }
 
-int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err)
+int lm_rootfs_prepare(const struct lm_init_ctx *ctx, int *rootfd_out, struct lm_error *err)
 {
 	const struct lm_spec *spec = ctx->spec;
 	/* Nothing we mount may reach the host, and host unmounts still reach us. */
@@ -337,9 +337,13 @@ int lm_rootfs_prepare(const struct lm_init_ctx *ctx, struct lm_error *err)
 	autofd cwd_fd = lm_mkdir_in_root(rootfd, cwd, 0755, err);
 	if (cwd_fd < 0)
 		return lm_error_prefix(err, "cwd");
-	if (pivot(rootfd, err) < 0)
-		return -1;
+	*rootfd_out = steal_fd(&rootfd);
 	return 0;
+}
+
+int lm_rootfs_pivot(int rootfd, struct lm_error *err)
+{
+	return pivot(rootfd, err);
 }
 
 static int mask_path(const char *path, struct lm_error *err)

@@ -113,8 +113,7 @@ struct lm_process {
 	char *selinux_label;     /* parsed, not applied */
 };
 
-/* The hook list comes with the hardening issue; kept parsed here so that
- * create can refuse configs it cannot honour yet. */
+/* One OCI hook (run by runtime/hooks.c). */
 struct lm_hook {
 	char *path;
 	char **args;

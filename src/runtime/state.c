@@ -123,6 +123,8 @@ int lm_state_write(int dirfd, const struct lm_state *st, struct lm_error *err)
 		return lm_err(err, ENOMEM, "write state: out of memory");
 	if (st->annotations)
 		json_object_set(o, "annotations", st->annotations);
+	if (st->has_hooks)
+		json_object_set_new(o, "hooks", json_true());
 	if (st->creator > 0) {
 		json_object_set_new(o, "creator", json_integer(st->creator));
 		json_object_set_new(o, "creator_start", json_integer((json_int_t)st->creator_start));
@@ -161,6 +163,7 @@ int lm_state_read(int dirfd, struct lm_state *st, struct lm_error *err)
 	st->pid = (pid_t)json_integer_value(json_object_get(o, "pid"));
 	st->pid_start = (unsigned long long)json_integer_value(json_object_get(o, "pid_start"));
 	st->has_userns = json_is_true(json_object_get(o, "userns"));
+	st->has_hooks = json_is_true(json_object_get(o, "hooks"));
 	st->creator = (pid_t)json_integer_value(json_object_get(o, "creator"));
 	st->creator_start = (unsigned long long)json_integer_value(json_object_get(o, "creator_start"));
 	json_t *ann = json_object_get(o, "annotations");
