@@ -104,6 +104,7 @@ struct create_ctx {
 	pid_t pid;
 	int pidfd;
 	struct lm_device_rule *rules;
+	struct lm_seccomp seccomp;
 };
 
 static void create_ctx_init(struct create_ctx *c)
@@ -126,6 +127,7 @@ static void create_ctx_release(struct create_ctx *c)
 		lm_cgroup_free(&c->cg);
 	free(c->cg_path);
 	free(c->rules);
+	lm_seccomp_free(&c->seccomp);
 	lm_spec_free(c->spec);
 	create_ctx_init(c);
 }
@@ -155,8 +157,6 @@ static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 	if (h->n_prestart || h->n_create_runtime || h->n_create_container || h->n_start_container ||
 	    h->n_poststart || h->n_poststop)
 		return lm_err(err, ENOTSUP, "hooks are not supported yet by lamina");
-	if (spec->has_seccomp)
-		return lm_err(err, ENOTSUP, "linux.seccomp is not supported yet by lamina");
 	if (!lm_spec_namespace(spec, LM_NS_MOUNT))
 		return lm_err(err, EINVAL, "a mount namespace is required (linux.namespaces has no \"mount\")");
 	const struct lm_namespace *user = lm_spec_namespace(spec, LM_NS_USER);
@@ -334,6 +334,9 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		return -1;
 	if (check_supported(c->spec, err) < 0)
 		goto fail;
+	/* Compiled here, once: the container process only loads it. */
+	if (c->spec->has_seccomp && lm_seccomp_prepare(c->spec->seccomp_json, opts->root, &c->seccomp, err) < 0)
+		goto fail;
 	struct stat st;
 	if (stat(c->spec->root_path, &st) < 0) {
 		lm_err_sys(err, "rootfs %s", c->spec->root_path);
@@ -417,6 +420,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.new_cgroupns = cgns && !cgns->path,
 		.new_userns = userns && !userns->path,
 		.preserve_fds = opts->preserve_fds,
+		.seccomp = c->spec->has_seccomp ? &c->seccomp : NULL,
 	};
 	/* The child starts in the bundle so relative mount sources resolve
 	 * against it; we go back so relative paths given to us still work. */

@@ -7,6 +7,9 @@
  * last, and the exec fifo opened with the final identity so a stopped
  * "created" container holds nothing it would not hold running.  Every error
  * before READY goes back to the parent, which rolls the container back.
+ * The seccomp filter comes after all of that, right before execve (or, when
+ * the process ends up with neither no_new_privs nor CAP_SYS_ADMIN, right
+ * before the identity switch, since loading needs one of them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,6 +136,10 @@ static int setup(const struct lm_init_ctx *ctx, char **exe, char ***envp, struct
 		return -1;
 	if (lm_process_lookup(&spec->process, exe, err) < 0 || lm_process_env(&spec->process, envp, err) < 0)
 		return -1;
+	/* Without no_new_privs the filter needs CAP_SYS_ADMIN, which the
+	 * identity switch may drop: then it goes in now (see lm_init_child). */
+	if (ctx->seccomp && !lm_seccomp_load_late(&spec->process) && lm_seccomp_load(ctx->seccomp, err) < 0)
+		return -1;
 	if (lm_process_apply_identity(&spec->process, err) < 0)
 		return -1;
 	return lm_process_seal_fds(ctx->preserve_fds, err);
@@ -166,6 +173,15 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 		close(fifo);
 		close(ctx->state_dirfd);
 	} else if (lm_sync_recv(fd, &msg, &err) < 0 || msg.type != LM_SYNC_START) {
+		_exit(1);
+	}
+	/* The filter goes in last, so a profile only has to allow execve, not
+	 * the runtime's own steps.  The parent compiled it and checked what the
+	 * kernel could refuse (flags, size), so this is not expected to fail. */
+	if (ctx->seccomp && lm_seccomp_load_late(&ctx->spec->process) && lm_seccomp_load(ctx->seccomp, &err) < 0) {
+		if (ctx->state_dirfd < 0)
+			lm_sync_send(fd, LM_SYNC_ERROR, &err);
+		dprintf(STDERR_FILENO, "lamina: %s\n", err.msg);
 		_exit(1);
 	}
 	execve(exe, ctx->spec->process.args, envp);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "runtime/cgroup.h"
+#include "runtime/seccomp.h"
 #include "runtime/spec.h"
 #include "util/error.h"
 
@@ -42,6 +43,7 @@ struct lm_init_ctx {
 	bool new_cgroupns;        /* unshare the cgroup ns after joining the cgroup */
 	bool new_userns;
 	int preserve_fds;
+	const struct lm_seccomp *seccomp; /* compiled by the parent, or NULL */
 };
 
 void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));
