@@ -12,6 +12,8 @@
  * argument is compared more than once every condition becomes a rule of its
  * own (ORed), since libseccomp takes one comparison per argument and rule.
  * For SCMP_CMP_MASKED_EQ, "value" is the mask and "valueTwo" the datum.
+ * Syscalls newer than every one the profile names get ENOSYS, not a
+ * restrictive default action (runc's stub, see build_stub).
  *
  * The cache file is a header (magic, sizes, flags, an FNV-1a checksum), the
  * key and the instructions.  The file name is a hash of the key, but only
@@ -57,7 +59,7 @@
 #define ARG_MAX_INDEX 5
 
 /* Bump when the same JSON would compile differently: old cache files then miss. */
-#define CACHE_FORMAT 1
+#define CACHE_FORMAT 2
 #define CACHE_MAGIC "LMSCMPv1"
 /* Distinct profiles kept; past this the oldest file makes room. */
 #define CACHE_MAX_ENTRIES 256
@@ -115,14 +117,32 @@ static const struct {
 
 /* ---- the walk: JSON path for messages, check, and (with a context) compile ---- */
 
+#define MAX_ARCHES 32
+
 struct walk {
 	struct lm_error *err;
 	scmp_filter_ctx ctx; /* NULL: check only */
 	uint32_t default_action;
 	unsigned int flags;
+	/* compiling: the filter's architectures and the highest syscall number
+	 * the profile names on each (-1: none), for the ENOSYS stub */
+	uint32_t arches[MAX_ARCHES];
+	int max_nr[MAX_ARCHES];
+	size_t n_arches;
 	size_t len;
 	char path[256];
 };
+
+static void note_arch(struct walk *w, uint32_t token)
+{
+	for (size_t i = 0; i < w->n_arches; i++)
+		if (w->arches[i] == token)
+			return;
+	if (w->n_arches < MAX_ARCHES) {
+		w->arches[w->n_arches] = token;
+		w->max_nr[w->n_arches++] = -1;
+	}
+}
 
 static size_t push(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static size_t push(struct walk *w, const char *fmt, ...)
@@ -260,6 +280,7 @@ static int walk_arches(struct walk *w, json_t *list)
 			int r = seccomp_arch_add(w->ctx, token);
 			if (r < 0 && r != -EEXIST)
 				return failc(w, -r, "add architecture %s: %s", name, strerror(-r));
+			note_arch(w, token);
 		}
 		pop(w, mark);
 	}
@@ -387,6 +408,11 @@ static int add_rule(struct walk *w, const char *name, uint32_t action, const str
 		lm_debug("seccomp: syscall \"%s\" is unknown here: skipped", name);
 		return 0;
 	}
+	for (size_t i = 0; i < w->n_arches; i++) {
+		int on_arch = seccomp_syscall_resolve_name_arch(w->arches[i], name);
+		if (on_arch > w->max_nr[i])
+			w->max_nr[i] = on_arch;
+	}
 	if (action == w->default_action)
 		return 0; /* libseccomp refuses it, and it changes nothing */
 	int r = 0;
@@ -497,6 +523,116 @@ int lm_seccomp_check(json_t *seccomp, const char *path, struct lm_error *err)
 	return walk(&w, seccomp);
 }
 
+/* ---- ENOSYS for syscalls newer than the profile ----
+ *
+ * With a restrictive default action, a syscall the profile's author never
+ * heard of (it came with a later kernel) would get that action, and libc,
+ * which falls back to an older syscall only on ENOSYS (clone3 -> clone,
+ * faccessat2 -> faccessat, ...), breaks.  As runc does, a stub in front of
+ * libseccomp's program answers ENOSYS for every syscall number above the
+ * highest one the profile names on that architecture.  x32 shares x86_64's
+ * audit architecture and is told apart by __X32_SYSCALL_BIT.
+ */
+
+#define X32_SYSCALL_BIT 0x40000000U
+#define STUB_MAX 128
+enum { TO_NEXT = -1, TO_ORIG = -2, TO_ENOSYS = -3 };
+
+struct stub {
+	struct sock_filter insn[STUB_MAX];
+	int jt[STUB_MAX], jf[STUB_MAX]; /* targets: an index, or TO_* */
+	size_t n;
+};
+
+static void emit(struct stub *st, uint16_t code, uint32_t k, int jt, int jf)
+{
+	if (st->n < STUB_MAX) {
+		st->insn[st->n] = (struct sock_filter)BPF_STMT(code, k);
+		st->jt[st->n] = jt;
+		st->jf[st->n++] = jf;
+	}
+}
+
+/* One architecture's check: A holds the syscall number. */
+static void emit_range(struct stub *st, int max, int after)
+{
+	if (max < 0)
+		emit(st, BPF_JMP | BPF_JA, 0, after, after);
+	else
+		emit(st, BPF_JMP | BPF_JGT | BPF_K, (uint32_t)max, TO_ENOSYS, after);
+}
+
+static bool needs_enosys_stub(uint32_t default_action)
+{
+	return default_action != SCMP_ACT_ALLOW && default_action != SCMP_ACT_LOG &&
+	       default_action != SCMP_ACT_ERRNO(ENOSYS);
+}
+
+static int build_stub(const struct walk *w, struct stub *st)
+{
+	int max64 = -1, max32 = -1;
+	bool has64 = false, has32 = false;
+	st->n = 0;
+	emit(st, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), TO_NEXT, TO_NEXT);
+	for (size_t i = 0; i < w->n_arches; i++) {
+		uint32_t a = w->arches[i];
+		if (a == SCMP_ARCH_X86_64) {
+			has64 = true, max64 = w->max_nr[i];
+		} else if (a == SCMP_ARCH_X32) {
+			has32 = true, max32 = w->max_nr[i];
+		} else if (w->max_nr[i] >= 0) {
+			size_t jeq = st->n;
+			emit(st, BPF_JMP | BPF_JEQ | BPF_K, a, TO_NEXT, 0 /* fixed below */);
+			emit(st, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), TO_NEXT, TO_NEXT);
+			emit_range(st, w->max_nr[i], TO_ORIG);
+			st->jf[jeq] = (int)st->n; /* not this arch: the next check */
+		}
+	}
+	if (has64 || has32) {
+		size_t jeq = st->n;
+		emit(st, BPF_JMP | BPF_JEQ | BPF_K, SCMP_ARCH_X86_64, TO_NEXT, 0);
+		emit(st, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), TO_NEXT, TO_NEXT);
+		size_t jset = st->n;
+		/* an x32 syscall in a filter without x32 is libseccomp's (bad arch) */
+		emit(st, BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, has32 ? 0 : TO_ORIG, TO_NEXT);
+		emit_range(st, has64 ? max64 : -1, TO_ORIG);
+		if (has32) {
+			st->jt[jset] = (int)st->n;
+			emit_range(st, max32, TO_ORIG);
+		}
+		st->jf[jeq] = (int)st->n;
+	}
+	emit(st, BPF_JMP | BPF_JA, 0, TO_ORIG, TO_ORIG);
+	size_t enosys = st->n;
+	emit(st, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS, TO_NEXT, TO_NEXT);
+	if (st->n >= STUB_MAX)
+		return -1;
+	/* targets to offsets (relative to the next instruction) */
+	for (size_t i = 0; i < st->n; i++) {
+		int t[2] = {st->jt[i], st->jf[i]};
+		for (int j = 0; j < 2; j++) {
+			if (t[j] == TO_ORIG)
+				t[j] = (int)st->n;
+			else if (t[j] == TO_ENOSYS)
+				t[j] = (int)enosys;
+			else if (t[j] == TO_NEXT)
+				t[j] = (int)i + 1;
+			t[j] -= (int)i + 1;
+			if (t[j] < 0 || t[j] > 255)
+				return -1;
+		}
+		if (BPF_CLASS(st->insn[i].code) != BPF_JMP)
+			continue;
+		if (BPF_OP(st->insn[i].code) == BPF_JA) {
+			st->insn[i].k = (uint32_t)t[0];
+		} else {
+			st->insn[i].jt = (uint8_t)t[0];
+			st->insn[i].jf = (uint8_t)t[1];
+		}
+	}
+	return 0;
+}
+
 static int export_bpf(scmp_filter_ctx ctx, struct lm_seccomp *out, struct lm_error *err)
 {
 	autofd fd = memfd_create("lamina-seccomp", MFD_CLOEXEC);
@@ -525,6 +661,27 @@ static int export_bpf(scmp_filter_ctx ctx, struct lm_seccomp *out, struct lm_err
 	return 0;
 }
 
+static int prepend_stub(const struct walk *w, struct lm_seccomp *out, struct lm_error *err)
+{
+	struct stub st;
+	if (build_stub(w, &st) < 0)
+		return lm_err(err, E2BIG, "linux.seccomp: too many architectures");
+	size_t n = st.n + out->len;
+	if (n > BPF_MAXINSNS)
+		return lm_err(err, E2BIG,
+			      "linux.seccomp: the compiled filter has %zu instructions, more than the kernel's %d",
+			      n, BPF_MAXINSNS);
+	struct sock_filter *insns = malloc(n * sizeof(*insns));
+	if (!insns)
+		return lm_err(err, ENOMEM, "out of memory");
+	memcpy(insns, st.insn, st.n * sizeof(*insns));
+	memcpy(insns + st.n, out->insns, out->len * sizeof(*insns));
+	free(out->insns);
+	out->insns = insns;
+	out->len = n;
+	return 0;
+}
+
 int lm_seccomp_compile(json_t *seccomp, struct lm_seccomp *out, struct lm_error *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -540,11 +697,16 @@ int lm_seccomp_compile(json_t *seccomp, struct lm_seccomp *out, struct lm_error 
 	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	walk_init(&w, "linux.seccomp", err);
 	w.ctx = ctx;
+	note_arch(&w, seccomp_arch_native());
 	int r = walk(&w, seccomp);
 	if (r == 0)
 		r = export_bpf(w.ctx, out, err);
+	if (r == 0 && needs_enosys_stub(default_action))
+		r = prepend_stub(&w, out, err);
 	out->flags = w.flags;
 	seccomp_release(w.ctx);
+	if (r < 0)
+		lm_seccomp_free(out);
 	return r;
 }
 

@@ -12,6 +12,7 @@ so a rule's own errno stands out.
 """
 
 import json
+import os
 import signal
 import subprocess
 import tempfile
@@ -58,6 +59,10 @@ unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid write writev
 clone clone3 unshare setns mount umount2 pivot_root chroot keyctl add_key sethostname
 setdomainname
 """.split()
+
+
+NATIVE_ARCHES = {"x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                 "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]}.get(os.uname().machine, [])
 
 
 def deny(names, action=ERRNO, errno=None, args=None):
@@ -138,10 +143,20 @@ def test_filter_mode_reported(ct):
 def test_default_errno_with_allow_list(ct):
     ct.linux["seccomp"] = {
         "defaultAction": ERRNO, "defaultErrnoRet": 95,
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "architectures": NATIVE_ARCHES,
         "syscalls": [{"names": ALLOW_LIST, "action": ALLOW}],
     }
     assert syscalls(ct, "getpid", "getpriority 0 0", "setpriority 0 0 0") == [0, 95, 95]
+
+
+def test_syscalls_newer_than_the_profile_are_enosys(ct):
+    # as with runc: a syscall above every one the profile names is ENOSYS (libc then
+    # falls back to an older one), not the default action
+    # (runc 1.1.5 adds its stub only for the listed architectures and without
+    # defaultErrnoRet; lamina also for the native one, and with any errno but ENOSYS)
+    ct.linux["seccomp"] = {"defaultAction": ERRNO, "architectures": NATIVE_ARCHES,
+                           "syscalls": [{"names": ALLOW_LIST, "action": ALLOW}]}
+    assert syscalls(ct, "1000", "getpriority 0 0") == [ENOSYS, EPERM]
 
 
 def test_default_errno_without_errno_ret_is_eperm(ct):

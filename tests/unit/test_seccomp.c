@@ -378,6 +378,38 @@ static void test_unknown_syscall_skipped(void **state)
 	lm_seccomp_free(&sc);
 }
 
+/* A number far above any syscall: what a kernel newer than the profile might add. */
+static int future_syscall(void) { return call(1000, 0, 0); }
+/* one past the highest the profile below names (exit_group, on x86_64) */
+static int newest_known(void) { return call(SYS_exit_group + 1, 0, 0); }
+
+static void test_enosys_for_newer_syscalls(void **state)
+{
+	(void)state;
+	/* above the highest syscall the profile names: ENOSYS, so libc falls back */
+	struct lm_seccomp sc = compile_ok("{'defaultAction':'SCMP_ACT_ERRNO','defaultErrnoRet':55,'architectures':"
+					  "['SCMP_ARCH_X86_64','SCMP_ARCH_X86','SCMP_ARCH_X32'],'syscalls':[{'names':"
+					  "['exit_group','exit','getpriority'],'action':'SCMP_ACT_ALLOW'}]}");
+	assert_int_equal(exit_code(run_filtered(&sc, future_syscall)), ENOSYS);
+	assert_int_equal(exit_code(run_filtered(&sc, newest_known)), ENOSYS);
+	/* below it: the default action */
+	assert_int_equal(exit_code(run_filtered(&sc, getpid_errno)), 55);
+	assert_int_equal(exit_code(run_filtered(&sc, getpriority_0)), 0);
+	lm_seccomp_free(&sc);
+	/* even with a fatal default action */
+	sc = compile_ok("{'defaultAction':'SCMP_ACT_KILL_PROCESS','syscalls':[{'names':['exit_group'],"
+			"'action':'SCMP_ACT_ALLOW'}]}");
+	assert_int_equal(exit_code(run_filtered(&sc, future_syscall)), ENOSYS);
+	lm_seccomp_free(&sc);
+	/* a permissive default needs no stub: the future syscall is the kernel's (ENOSYS too) */
+	struct lm_seccomp allow = compile_ok("{" ALLOW_ALL ",'syscalls':[{'names':['getpriority'],'action':'SCMP_ACT_ERRNO'}]}");
+	struct lm_seccomp deny_default = compile_ok("{'defaultAction':'SCMP_ACT_ERRNO','syscalls':[{'names':['getpriority'],"
+						    "'action':'SCMP_ACT_ALLOW'}]}");
+	assert_true(deny_default.len > allow.len);
+	lm_seccomp_free(&allow);
+	lm_seccomp_free(&deny_default);
+}
+
 static void test_flags(void **state)
 {
 	(void)state;
@@ -729,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_operators),
 		cmocka_unit_test(test_conditions_and_or),
 		cmocka_unit_test(test_unknown_syscall_skipped),
+		cmocka_unit_test(test_enosys_for_newer_syscalls),
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_load_late),
 		cmocka_unit_test(test_default_profile),
