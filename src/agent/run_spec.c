@@ -190,6 +190,7 @@ static const char *const known_fields[] = {
 	"name", "image", "pull", "platform", "cmd", "entrypoint", "env", "workdir", "user", "hostname",
 	"mounts", "memory", "cpus", "pids_limit", "read_only", "privileged", "cap_add", "cap_drop",
 	"network", "restart", "stop_signal", "stop_timeout", "auto_remove", "tty", "interactive", "tty_size",
+	"seccomp",
 };
 
 static int parse_fields(json_t *req, struct lm_run_spec *s, struct lm_error *err)
@@ -273,6 +274,12 @@ static int parse_fields(json_t *req, struct lm_run_spec *s, struct lm_error *err
 	if (s->auto_remove && s->restart != LM_RESTART_NO)
 		return lm_err(err, EINVAL, "auto_remove and a restart policy other than no conflict");
 	o->tty = s->tty;
+	const char *seccomp = NULL;
+	if (want_string(json_object_get(req, "seccomp"), "seccomp", &seccomp, err) < 0)
+		return -1;
+	if (seccomp && strcmp(seccomp, "unconfined") != 0 && strcmp(seccomp, "default") != 0)
+		return lm_err(err, EINVAL, "seccomp \"%s\": expected default or unconfined", seccomp);
+	o->seccomp_unconfined = seccomp && strcmp(seccomp, "unconfined") == 0;
 	json_t *size = json_object_get(req, "tty_size");
 	if (size && !json_is_null(size)) {
 		int64_t rows = -1, cols = -1;

@@ -15,6 +15,7 @@
 #include "cli/opts.h"
 #include "runtime/cgroup.h"
 #include "runtime/container.h"
+#include "runtime/seccomp.h"
 #include "runtime/spec.h"
 #include "util/log.h"
 
@@ -224,11 +225,11 @@ static int cmd_features(void)
 				  "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
 				  "strictatime", "unbindable");
 	json_t *o = json_pack(
-		"{s:s,s:s,s:[ssssss],s:o,s:{s:o,s:o,s:{s:b,s:b,s:b,s:b},s:{s:b},s:{s:b},s:{s:b},s:{s:b}},s:{s:s,s:s}}",
+		"{s:s,s:s,s:[ssssss],s:o,s:{s:o,s:o,s:{s:b,s:b,s:b,s:b},s:o,s:{s:b},s:{s:b},s:{s:b}},s:{s:s,s:s}}",
 		"ociVersionMin", "1.0.0", "ociVersionMax", "1.2.0", "hooks", "prestart", "createRuntime",
 		"createContainer", "startContainer", "poststart", "poststop", "mountOptions", mopts, "linux",
 		"namespaces", ns, "capabilities", capl, "cgroup", "v1", mode != LM_CGROUP_V2, "v2",
-		mode != LM_CGROUP_V1, "systemd", false, "systemdUser", false, "seccomp", "enabled", false,
+		mode != LM_CGROUP_V1, "systemd", false, "systemdUser", false, "seccomp", lm_seccomp_features(),
 		"apparmor", "enabled", false, "selinux", "enabled", false, "intelRdt", "enabled", false,
 		"annotations", "org.lamina.runtime.version", LAMINA_VERSION,
 		"org.lamina.cgroup.v2.devices",
@@ -240,30 +241,91 @@ static int cmd_features(void)
 	return print_json(o);
 }
 
+/* Add a capability to the three sets of the default spec (they may share one array). */
+static int spec_add_cap(json_t *spec, const char *name)
+{
+	if (lm_cap_from_name(name) < 0) {
+		fprintf(stderr, "lamina oci spec: --cap-add %s: unknown capability\n", name);
+		return -1;
+	}
+	json_t *caps = json_object_get(json_object_get(spec, "process"), "capabilities");
+	const char *sets[] = {"bounding", "effective", "permitted"};
+	for (size_t s = 0; s < sizeof(sets) / sizeof(sets[0]); s++) {
+		json_t *set = json_object_get(caps, sets[s]);
+		size_t i;
+		json_t *c;
+		bool have = false;
+		json_array_foreach(set, i, c) have = have || strcmp(json_string_value(c), name) == 0;
+		if (!have && json_array_append_new(set, json_string(name)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* linux.seccomp: the built-in profile, for the capabilities the spec grants. */
+static int spec_add_seccomp(json_t *spec)
+{
+	json_t *bounding = json_object_get(json_object_get(json_object_get(spec, "process"), "capabilities"),
+					   "bounding");
+	size_t n = json_array_size(bounding), i;
+	const char **names = calloc(n + 1, sizeof(char *));
+	json_t *c, *profile = NULL;
+	if (!names)
+		return -1;
+	json_array_foreach(bounding, i, c) names[i] = json_string_value(c);
+	struct lm_error err = {0};
+	int r = lm_seccomp_default_profile(names, &profile, &err);
+	free(names);
+	if (r < 0) {
+		fprintf(stderr, "lamina oci spec: %s\n", err.msg);
+		return -1;
+	}
+	return json_object_set_new(json_object_get(spec, "linux"), "seccomp", profile);
+}
+
 static int cmd_spec(int argc, char **argv)
 {
 	const char *bundle = ".";
+	bool seccomp = false;
+	struct strlist caps = {0};
 	struct opt opts[] = {
 		{"bundle", 'b', OPT_STRING, &bundle},
+		{"seccomp-default", 0, OPT_FLAG, &seccomp},
+		{"cap-add", 0, OPT_LIST, &caps},
 		{NULL, 0, 0, NULL},
 	};
-	int i = 1;
-	if (parse_opts(argc, argv, &i, opts, "lamina oci spec") < 0 || need_args(argc, i, 0, 0, "lamina oci spec", "[--bundle DIR]") < 0)
-		return 2;
+	int i = 1, rc = 1;
+	json_t *spec = NULL;
+	if (parse_opts(argc, argv, &i, opts, "lamina oci spec") < 0 ||
+	    need_args(argc, i, 0, 0, "lamina oci spec", "[--bundle DIR] [--cap-add CAP]... [--seccomp-default]") < 0) {
+		rc = 2;
+		goto out;
+	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/config.json", bundle);
 	if (access(path, F_OK) == 0) {
 		fprintf(stderr, "lamina oci spec: %s exists already: remove it first\n", path);
-		return 1;
+		goto out;
 	}
-	json_t *spec = lm_spec_default();
-	if (!spec || json_dump_file(spec, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+	spec = lm_spec_default();
+	if (!spec) {
+		fprintf(stderr, "lamina oci spec: out of memory\n");
+		goto out;
+	}
+	for (size_t c = 0; c < caps.n; c++)
+		if (spec_add_cap(spec, caps.v[c]) < 0)
+			goto out;
+	if (seccomp && spec_add_seccomp(spec) < 0)
+		goto out;
+	if (json_dump_file(spec, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
 		fprintf(stderr, "lamina oci spec: cannot write %s: %s\n", path, strerror(errno));
-		json_decref(spec);
-		return 1;
+		goto out;
 	}
+	rc = 0;
+out:
 	json_decref(spec);
-	return 0;
+	free(caps.v);
+	return rc;
 }
 
 static void oci_usage(FILE *out)
@@ -282,7 +344,8 @@ static void oci_usage(FILE *out)
 		"       [--process process.json] [--pid-file F] ID [COMMAND ARGS...]\n"
 		"  list [--format table|json] [-q]\n"
 		"  features\n"
-		"  spec [--bundle DIR]    write a default config.json\n");
+		"  spec [--bundle DIR] [--cap-add CAP]... [--seccomp-default]\n"
+		"                         write a default config.json (with lamina's default seccomp profile)\n");
 }
 
 int lm_cli_oci(int argc, char **argv)

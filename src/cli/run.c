@@ -41,7 +41,7 @@ struct run_flags {
 	const char *name, *workdir, *user, *hostname, *memory, *cpus, *network, *pull, *platform, *entrypoint,
 		*restart, *stop_signal;
 	int pids, stop_timeout;
-	struct strlist env, env_files, volumes, tmpfs, cap_add, cap_drop;
+	struct strlist env, env_files, volumes, tmpfs, cap_add, cap_drop, security_opts;
 };
 
 static json_t *string_array(char *const *v, size_t n)
@@ -172,6 +172,16 @@ static json_t *build_request(struct run_flags *f, int argc, char **argv, int i, 
 	}
 	if (f->pids)
 		json_object_set_new(req, "pids_limit", json_integer(f->pids));
+	for (size_t k = 0; k < f->security_opts.n; k++) {
+		const char *o = f->security_opts.v[k];
+		if (strcmp(o, "seccomp=unconfined") == 0 || strcmp(o, "seccomp=default") == 0) {
+			json_object_set_new(req, "seccomp", json_string(o + 8));
+		} else {
+			fprintf(stderr, "%s: --security-opt %s: only seccomp=unconfined|default is supported\n", prog, o);
+			json_decref(req);
+			return NULL;
+		}
+	}
 	if (f->stop_timeout >= 0)
 		json_object_set_new(req, "stop_timeout", json_integer(f->stop_timeout));
 	if (f->read_only)
@@ -463,6 +473,7 @@ int lm_cli_run(const struct lm_cli_global *g, int argc, char **argv)
 		{"pull", 0, OPT_STRING, &f.pull},
 		{"platform", 0, OPT_STRING, &f.platform},
 		{"entrypoint", 0, OPT_STRING, &f.entrypoint},
+		{"security-opt", 0, OPT_LIST, &f.security_opts},
 		{NULL, 0, 0, NULL},
 	};
 	int i = 1, rc = 2;
@@ -510,5 +521,6 @@ out:
 	free(f.tmpfs.v);
 	free(f.cap_add.v);
 	free(f.cap_drop.v);
+	free(f.security_opts.v);
 	return rc;
 }

@@ -7,6 +7,7 @@
  * user did not write.  Users and groups are resolved by passwd.c.
  */
 #include "image/oci_config.h"
+#include "runtime/seccomp.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -274,8 +276,12 @@ static int set_caps(json_t *process, const struct lm_run_opts *o, struct lm_erro
 	size_t i;
 	json_t *item;
 
+	/* "every capability" (privileged, --cap-add ALL) means every one this
+	 * process can pass on: a host whose own bounding set lacks one (this
+	 * project's machines lack CAP_SYS_RESOURCE) could not grant it */
 	for (int c = 0; c < n; c++)
-		all_mask |= 1ull << c;
+		if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0)
+			all_mask |= 1ull << c;
 	json_array_foreach(bounding, i, item) {
 		int c = lm_cap_from_name(json_string_value(item));
 		if (c >= 0 && c < 64)
@@ -379,6 +385,34 @@ static int add_mounts(json_t *spec, const struct lm_run_opts *o, struct lm_error
 		if (json_array_append_new(mounts, entry) < 0)
 			return lm_err(err, ENOMEM, "out of memory");
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ seccomp */
+
+/* lamina's default profile, fitted to the capabilities the process ends up
+ * with (its bounding set: what it can ever have). */
+static int set_default_seccomp(json_t *spec, json_t *process, struct lm_error *err)
+{
+	json_t *bounding = json_object_get(json_object_get(process, "capabilities"), "bounding");
+	const char **caps = calloc(json_array_size(bounding) + 1, sizeof(char *));
+	if (!caps)
+		return lm_err(err, ENOMEM, "out of memory");
+	size_t i;
+	json_t *v;
+	json_array_foreach(bounding, i, v)
+		caps[i] = json_string_value(v);
+	json_t *profile = NULL;
+	int rc = lm_seccomp_default_profile(caps, &profile, err);
+	free(caps);
+	if (rc < 0)
+		return lm_error_prefix(err, "seccomp profile");
+	json_t *linux_section = json_object_get(spec, "linux");
+	if (!linux_section) {
+		json_decref(profile);
+		return lm_err(err, EINVAL, "the default config has no linux section");
+	}
+	json_object_set_new(linux_section, "seccomp", profile);
 	return 0;
 }
 
@@ -657,6 +691,8 @@ static int build(json_t *spec, json_t *cfg, const struct lm_run_opts *o, int roo
 		goto out;
 	if (o->privileged)
 		make_privileged(spec);
+	else if (!o->seccomp_unconfined && set_default_seccomp(spec, process, err) < 0)
+		goto out;
 	if (add_mounts(spec, o, err) < 0 || set_resources(spec, o, err) < 0)
 		goto out;
 	set_network(spec, o->network);

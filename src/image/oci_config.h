@@ -30,6 +30,8 @@
  *    capability, no no_new_privs, no masked or read-only paths, sysfs and
  *    cgroupfs read-write, every device allowed in the device cgroup (host
  *    device nodes are not added: that is the caller's choice).
+ *  - seccomp: lamina's default profile (runtime/seccomp.h) fitted to the
+ *    bounding capabilities, unless privileged or seccomp_unconfined.
  *  - resources: memory → memory.limit; cpus → quota over a 100000 µs period;
  *    pids → pids.limit.  0 leaves each unlimited.
  *  - network: LM_RUN_NET_NONE keeps a new, empty network namespace (the
@@ -84,6 +86,7 @@ struct lm_run_opts {
 	bool read_only;
 	bool tty;
 	bool privileged;
+	bool seccomp_unconfined;  /* no seccomp filter (else lamina's default profile, unless privileged) */
 	char *const *cap_add;     /* "NET_ADMIN", "CAP_NET_ADMIN" or "ALL" */
 	char *const *cap_drop;
 	enum lm_run_network network;

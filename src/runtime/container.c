@@ -115,6 +115,7 @@ struct create_ctx {
 	int pidfd;
 	struct lm_device_rule *rules;
 	bool hooks_reached;  /* the create-time hooks began: destroying runs poststop */
+	struct lm_seccomp seccomp;
 };
 
 static void create_ctx_init(struct create_ctx *c)
@@ -137,6 +138,7 @@ static void create_ctx_release(struct create_ctx *c)
 		lm_cgroup_free(&c->cg);
 	free(c->cg_path);
 	free(c->rules);
+	lm_seccomp_free(&c->seccomp);
 	lm_spec_free(c->spec);
 	create_ctx_init(c);
 }
@@ -184,8 +186,6 @@ static void create_rollback(struct create_ctx *c, const char *root, const char *
 /* Features this runtime does not have yet are refused, never silently skipped. */
 static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 {
-	if (spec->has_seccomp)
-		return lm_err(err, ENOTSUP, "linux.seccomp is not supported yet by lamina");
 	if (!lm_spec_namespace(spec, LM_NS_MOUNT))
 		return lm_err(err, EINVAL, "a mount namespace is required (linux.namespaces has no \"mount\")");
 	const struct lm_namespace *user = lm_spec_namespace(spec, LM_NS_USER);
@@ -358,6 +358,9 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		return -1;
 	if (check_supported(c->spec, err) < 0)
 		goto fail;
+	/* Compiled here, once: the container process only loads it. */
+	if (c->spec->has_seccomp && lm_seccomp_prepare(c->spec->seccomp_json, opts->root, &c->seccomp, err) < 0)
+		goto fail;
 	struct stat st;
 	if (stat(c->spec->root_path, &st) < 0) {
 		lm_err_sys(err, "rootfs %s", c->spec->root_path);
@@ -446,6 +449,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.new_userns = userns && !userns->path,
 		.preserve_fds = opts->preserve_fds,
 		.bundle = c->bundle,
+		.seccomp = c->spec->has_seccomp ? &c->seccomp : NULL,
 	};
 	/* The child starts in the bundle so relative mount sources resolve
 	 * against it; we go back so relative paths given to us still work. */

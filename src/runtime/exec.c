@@ -4,7 +4,8 @@
  * children, not itself) and forks; the child moves itself into the
  * container's cgroup, joins the remaining namespaces in one setns(pidfd, ...)
  * call, and then takes the same last steps as the container's init
- * (process.c).  Defaults come from the container's own config, as with runc.
+ * (process.c), the container's seccomp filter included.  Defaults come from
+ * the container's own config, as with runc.
  * A failure before execve comes back over a CLOEXEC pipe, so "not found"
  * is an error of this command, not a mystery exit code.
  */
@@ -168,7 +169,8 @@ static void child_fail(int fd, const struct lm_error *err)
 }
 
 static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm_cgroup *cg,
-		       const struct lm_process *proc, int console_fd, int preserve_fds)
+		       const struct lm_process *proc, int console_fd, int preserve_fds,
+		       const struct lm_seccomp *seccomp)
 {
 	struct lm_error err;
 	lm_error_clear(&err);
@@ -182,12 +184,17 @@ static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm
 		child_fail(status_fd, &err);
 	autofree char *exe = NULL;
 	char **envp = NULL;
+	/* The container's filter, at the same point as for its init (init.c). */
+	bool late = seccomp && lm_seccomp_load_late(proc);
 	if (lm_process_apply_oom_score(proc, &err) < 0 || lm_process_apply_rlimits(proc, &err) < 0 ||
 	    lm_process_chdir(proc, &err) < 0 || lm_process_lookup(proc, &exe, &err) < 0 ||
 	    lm_process_env(proc, &envp, &err) < 0 ||
+	    (seccomp && !late && lm_seccomp_load(seccomp, &err) < 0) ||
 	    lm_process_apply_identity(proc, &err) < 0 || lm_process_seal_fds(preserve_fds, &err) < 0)
 		child_fail(status_fd, &err);
 	lm_process_reset_signals();
+	if (late && lm_seccomp_load(seccomp, &err) < 0)
+		child_fail(status_fd, &err);
 	execve(exe, proc->args, envp);
 	lm_err_sys(&err, "exec %s", proc->args[0]);
 	child_fail(status_fd, &err);
@@ -215,6 +222,7 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	struct lm_process own = {0};
 	struct lm_process *proc = NULL;
 	struct lm_cgroup cg = {0};
+	struct lm_seccomp seccomp = {0};
 	bool cg_open = false;
 	autofd pidfd = -1, console_fd = -1, own_pidns = -1;
 	autofree char *config = NULL;
@@ -243,6 +251,9 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 			goto out;
 		proc = &spec->process;
 	}
+	/* The container's filter applies to every process in it. */
+	if (spec->has_seccomp && lm_seccomp_prepare(spec->seccomp_json, o->root, &seccomp, err) < 0)
+		goto out;
 	if (proc->terminal && !o->console_socket) {
 		lm_err(err, EINVAL, "a terminal needs --console-socket");
 		goto out;
@@ -294,7 +305,8 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(pipefd[1], pidfd, join, &cg, proc, console_fd, o->preserve_fds);
+		exec_child(pipefd[1], pidfd, join, &cg, proc, console_fd, o->preserve_fds,
+			   spec->has_seccomp ? &seccomp : NULL);
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
@@ -351,6 +363,7 @@ out:
 	if (cg_open)
 		lm_cgroup_free(&cg);
 	lm_process_free(&own);
+	lm_seccomp_free(&seccomp);
 	lm_spec_free(spec);
 	lm_state_free(&st);
 	return ret;

@@ -10,6 +10,9 @@
  * The hooks that run in the container's namespaces run here: createContainer
  * right before pivot_root (after the runtime ran prestart and createRuntime
  * on our HOOKS message), startContainer after start, right before execve.
+ * The seccomp filter comes after all of that, right before execve (or, when
+ * the process ends up with neither no_new_privs nor CAP_SYS_ADMIN, right
+ * before the identity switch, since loading needs one of them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -164,6 +167,10 @@ static int setup(const struct lm_init_ctx *ctx, pid_t host_pid, char **exe, char
 		return -1;
 	if (lm_process_lookup(&spec->process, exe, err) < 0 || lm_process_env(&spec->process, envp, err) < 0)
 		return -1;
+	/* Without no_new_privs the filter needs CAP_SYS_ADMIN, which the
+	 * identity switch may drop: then it goes in now (see lm_init_child). */
+	if (ctx->seccomp && !lm_seccomp_load_late(&spec->process) && lm_seccomp_load(ctx->seccomp, err) < 0)
+		return -1;
 	if (lm_process_apply_identity(&spec->process, err) < 0)
 		return -1;
 	return lm_process_seal_fds(ctx->preserve_fds, err);
@@ -231,6 +238,15 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 			_exit(1);
 		if (start_hooks(ctx, start_state, &err) < 0)
 			lm_sync_fail(fd, &err);
+	}
+	/* The filter goes in last, so a profile only has to allow execve, not
+	 * the runtime's own steps.  The parent compiled it and checked what the
+	 * kernel could refuse (flags, size), so this is not expected to fail. */
+	if (ctx->seccomp && lm_seccomp_load_late(&ctx->spec->process) && lm_seccomp_load(ctx->seccomp, &err) < 0) {
+		if (ctx->state_dirfd < 0)
+			lm_sync_send(fd, LM_SYNC_ERROR, &err);
+		dprintf(STDERR_FILENO, "lamina: %s\n", err.msg);
+		_exit(1);
 	}
 	execve(exe, ctx->spec->process.args, envp);
 	int code = errno == ENOENT ? 127 : 126;

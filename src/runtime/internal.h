@@ -9,6 +9,7 @@
 
 #include "runtime/cgroup.h"
 #include "runtime/container.h"
+#include "runtime/seccomp.h"
 #include "runtime/spec.h"
 #include "util/error.h"
 
@@ -50,6 +51,7 @@ struct lm_init_ctx {
 	bool new_userns;
 	int preserve_fds;
 	const char *bundle;       /* absolute bundle path, for the hooks' state */
+	const struct lm_seccomp *seccomp; /* compiled by the parent, or NULL */
 };
 
 void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));

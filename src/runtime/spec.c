@@ -18,6 +18,7 @@
  * C type it lands in.
  */
 #include "runtime/spec.h"
+#include "runtime/seccomp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1521,7 +1522,14 @@ static int parse_seccomp(struct parser *p, json_t *v, struct lm_spec *spec)
 {
 	if (expect_object(p, v) < 0)
 		return -1;
-	spec->seccomp_json = json_dumps(v, JSON_COMPACT);
+	/* As runc: no default action and no rules is no filter at all. */
+	json_t *rules = field(v, "syscalls");
+	if (!field(v, "defaultAction") && (!rules || (json_is_array(rules) && json_array_size(rules) == 0)))
+		return 0;
+	if (lm_seccomp_check(v, p->path, p->err) < 0)
+		return -1;
+	/* Sorted keys: the same profile is the same text, the filter cache's key. */
+	spec->seccomp_json = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!spec->seccomp_json)
 		return fail_oom(p);
 	spec->has_seccomp = true;

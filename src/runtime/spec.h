@@ -195,8 +195,8 @@ struct lm_spec {
 	struct lm_sysctl *sysctls;
 	size_t n_sysctls;
 	char *mount_label;
-	bool has_seccomp;    /* linux.seccomp present (applied by the hardening issue) */
-	char *seccomp_json;  /* the raw section, for the seccomp module */
+	bool has_seccomp;    /* linux.seccomp present (checked by lm_seccomp_check) */
+	char *seccomp_json;  /* the section as compact JSON with sorted keys (runtime/seccomp.h) */
 	char *personality_domain; /* linux.personality.domain or NULL */
 };
 

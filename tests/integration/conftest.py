@@ -9,7 +9,8 @@ report, ...) are marked `lamina_only`.
 
 Every test gets its own bundle (busybox-static rootfs + the static probe), its own
 container id, its own --root state directory and its own cgroupsPath
-(/lamina-test/<id>). The finalizer force-deletes what the test created and then fails
+(/lamina-test/<id>; LAMINA_TEST_CGROUP_PARENT names another parent, for sessions that
+run at the same time). The finalizer force-deletes what the test created and then fails
 the test if anything leaked: a state directory, a mount under the bundle, a cgroup.
 
 Fixture `ct` (a Container):
@@ -85,7 +86,9 @@ IS_LAMINA = not IS_RUNC
 CMD_TIMEOUT = 20
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_PARENT = "lamina-test"
+# Sessions that run at the same time on one machine each name their own parent (the
+# end-of-session leak check kills and removes whatever is left under it).
+CGROUP_PARENT = os.environ.get("LAMINA_TEST_CGROUP_PARENT", "lamina-test")
 
 
 def lamina_only(reason="lamina-specific behaviour"):

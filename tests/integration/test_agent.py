@@ -135,8 +135,10 @@ class Agent:
         found = []
         for d in (self.root / "containers", self.root / "agent" / "containers", self.state / "oci",
                   self.state / "agent"):
-            if d.exists() and os.listdir(d):
-                found.append(f"{d}: {os.listdir(d)}")
+            # the runtime's cache of compiled seccomp filters stays, as a cache does
+            left = [x for x in os.listdir(d) if x != ".seccomp-cache"] if d.exists() else []
+            if left:
+                found.append(f"{d}: {left}")
         found += mounts_under(str(self.root)) + mounts_under(str(self.state))
         if self.monitors():
             found.append(f"monitors still running: {self.monitors()}")

@@ -27,6 +27,10 @@
  *   probe alloc MB             touch MB mebibytes of memory
  *   probe sysctl NAME          print /proc/sys/NAME (dots or slashes)
  *   probe fork-sleep N [SECS]  start N sleeping children, report how many started
+ *   probe syscall NAME [ARG...]  make one raw syscall (NAME from a small table, or a
+ *       number; ARGs are integers, 0 for NULL) and print {"name","ret","errno","error"}
+ *       (errno 0 on success); exits 0 whatever the syscall did
+ *   probe syscalls "NAME ARG..." ...  several, one JSON array of those objects
  *
  * Failures of subcommands print "probe: <what>: <error>" to stderr and exit 1.
  * Strings are emitted as valid JSON even when they are not UTF-8: a stray byte
@@ -46,6 +50,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/utsname.h>
@@ -956,11 +961,112 @@ static int cmd_fork_sleep(const char *count, const char *secs)
 	return started == n ? 0 : 1;
 }
 
+/* The syscalls the seccomp tests poke at, by name. */
+static const struct {
+	const char *name;
+	long nr;
+} syscall_table[] = {
+	{"getpid", SYS_getpid},
+	{"getppid", SYS_getppid},
+	{"getpriority", SYS_getpriority},
+	{"setpriority", SYS_setpriority},
+	{"personality", SYS_personality},
+	{"mount", SYS_mount},
+	{"umount2", SYS_umount2},
+	{"unshare", SYS_unshare},
+	{"setns", SYS_setns},
+	{"clone", SYS_clone},
+	{"clone3", SYS_clone3},
+	{"keyctl", SYS_keyctl},
+	{"add_key", SYS_add_key},
+	{"bpf", SYS_bpf},
+	{"kexec_load", SYS_kexec_load},
+	{"clock_settime", SYS_clock_settime},
+	{"settimeofday", SYS_settimeofday},
+	{"swapon", SYS_swapon},
+	{"perf_event_open", SYS_perf_event_open},
+	{"open_by_handle_at", SYS_open_by_handle_at},
+	{"init_module", SYS_init_module},
+	{"finit_module", SYS_finit_module},
+	{"pivot_root", SYS_pivot_root},
+	{"ptrace", SYS_ptrace},
+	{"socket", SYS_socket},
+	{"chroot", SYS_chroot},
+	{"reboot", SYS_reboot},
+	{"syslog", SYS_syslog},
+	{"acct", SYS_acct},
+	{"kcmp", SYS_kcmp},
+	{"uname", SYS_uname},
+};
+
+static void one_syscall(char **argv, int argc)
+{
+	long nr = -1;
+	long long a[6] = {0};
+	long ret;
+	int e;
+
+	if (argc < 1 || argc > 7)
+		die("syscall: expected NAME and at most 6 arguments");
+	for (size_t i = 0; i < sizeof(syscall_table) / sizeof(syscall_table[0]); i++)
+		if (strcmp(argv[0], syscall_table[i].name) == 0)
+			nr = syscall_table[i].nr;
+	if (nr < 0)
+		nr = (long)parse_ll(argv[0], "syscall");
+	for (int i = 1; i < argc; i++) {
+		char *end;
+
+		errno = 0;
+		a[i - 1] = (long long)strtoull(argv[i], &end, 0);
+		if (*argv[i] == '-')
+			a[i - 1] = strtoll(argv[i], &end, 0);
+		if (errno || *end || end == argv[i])
+			die("syscall %s: bad argument: %s", argv[0], argv[i]);
+	}
+	errno = 0;
+	ret = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	e = ret < 0 ? errno : 0;
+	obj_begin();
+	kv_str("name", argv[0]);
+	kv_int("ret", ret);
+	kv_int("errno", e);
+	kv_str("error", e ? strerror(e) : NULL);
+	obj_end();
+}
+
+static int cmd_syscall(int argc, char **argv)
+{
+	one_syscall(argv, argc);
+	json_done();
+	return 0;
+}
+
+static int cmd_syscalls(int argc, char **argv)
+{
+	arr_begin();
+	for (int i = 0; i < argc; i++) {
+		char *words[8];
+		int n = 0;
+		char *save = NULL;
+
+		for (char *w = strtok_r(argv[i], " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			if (n == 8)
+				die("syscalls: too many words in \"%s\"", argv[i]);
+			words[n++] = w;
+		}
+		one_syscall(words, n);
+	}
+	arr_end();
+	json_done();
+	return 0;
+}
+
 static __attribute__((noreturn)) void usage(void)
 {
 	fputs("usage: probe [exit N | sleep S | trap S | kill-self SIG | cat PATH |\n"
 	      "              write PATH TEXT | open PATH r|w|rw | ls PATH | stat PATH |\n"
-	      "              lstat PATH | alloc MB | sysctl NAME | fork-sleep N [S]]\n",
+	      "              lstat PATH | alloc MB | sysctl NAME | fork-sleep N [S] |\n"
+	      "              syscall NAME [ARG...] | syscalls \"NAME ARG...\"...]\n",
 	      stderr);
 	exit(2);
 }
@@ -998,6 +1104,10 @@ int main(int argc, char **argv)
 		return cmd_alloc(argv[2]);
 	if (strcmp(cmd, "sysctl") == 0 && nargs == 1)
 		return cmd_sysctl(argv[2]);
+	if (strcmp(cmd, "syscall") == 0 && nargs >= 1)
+		return cmd_syscall(nargs, argv + 2);
+	if (strcmp(cmd, "syscalls") == 0)
+		return cmd_syscalls(nargs, argv + 2);
 	if (strcmp(cmd, "fork-sleep") == 0 && (nargs == 1 || nargs == 2))
 		return cmd_fork_sleep(argv[2], nargs == 2 ? argv[3] : "30");
 	usage();

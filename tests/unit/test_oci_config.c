@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -493,6 +494,17 @@ static void account_files_hostile(void **state)
 
 /* ---------------------------------------------------------------- capabilities */
 
+/* "All capabilities" are the named ones this process can pass on (its
+ * bounding set: this project's machines lack CAP_SYS_RESOURCE). */
+static int grantable_caps(void)
+{
+	int total = 0;
+	for (int c = 0; lm_cap_name(c); c++)
+		if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1)
+			total++;
+	return total;
+}
+
 static void capabilities(void **state)
 {
 	(void)state;
@@ -522,9 +534,7 @@ static void capabilities(void **state)
 	assert_int_equal(n_caps(s), 0);
 	lm_spec_free(s);
 
-	int total = 0;
-	while (lm_cap_name(total))
-		total++;
+	int total = grantable_caps();
 	char *sysadmin[] = { "SYS_ADMIN", NULL };
 	char *all_lower[] = { "all", NULL };
 	s = build_ok(SH, &(struct lm_run_opts){ .cap_add = all_lower });
@@ -550,10 +560,7 @@ static void privileged(void **state)
 	(void)state;
 	char *drop[] = { "ALL", NULL };
 	struct lm_spec *s = build_ok(SH, &(struct lm_run_opts){ .privileged = true, .cap_drop = drop });
-	int total = 0;
-	while (lm_cap_name(total))
-		total++;
-	assert_int_equal(n_caps(s), total);
+	assert_int_equal(n_caps(s), grantable_caps());
 	assert_false(s->process.no_new_privileges);
 	assert_int_equal(s->n_masked_paths, 0);
 	assert_int_equal(s->n_readonly_paths, 0);
