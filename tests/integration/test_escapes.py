@@ -633,8 +633,9 @@ def test_proc_symlink_to_fake_proc_dir(ct):
 
 
 @pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "WEAKNESS: lamina allows a bind mount over /proc and then writes the config's sysctls "
-    "(and oomScoreAdj) into the volume's files instead of the kernel"))
+    "WEAKNESS: lamina allows a bind mount over /proc and writes the config's sysctls into "
+    "the volume's files instead of the kernel (the create then fails later, when /proc/self/fd "
+    "is missing for the read-only remount)"))
 def test_bind_mount_over_proc(ct):
     """CVE-2019-16884: a volume (bind mount) over /proc, after the real proc, with fake
     files in it: the runtime's writes to /proc (sysctls, oomScoreAdj) would go to those
