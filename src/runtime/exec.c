@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,6 +175,8 @@ static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm
 {
 	struct lm_error err;
 	lm_error_clear(&err);
+	/* runtime code with host fds until execve: out of the container's reach (see init.c) */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (lm_cgroup_enter(cg, 0, &err) < 0)
 		child_fail(status_fd, &err);
 	if (join_flags && setns(pidfd, join_flags) < 0) {

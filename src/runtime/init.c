@@ -191,6 +191,11 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 	int fd = ctx->sync_fd;
 	/* If create dies during setup, so do we: nobody would clean up after us. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Until execve this process is the runtime: its exe is the host binary
+	 * and it holds host fds (the state directory).  Not dumpable, its /proc
+	 * files are out of reach of the container's other processes (they would
+	 * need CAP_SYS_PTRACE); execve makes the workload dumpable again. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	lm_process_reset_signals();
 
 	struct lm_sync_msg msg;

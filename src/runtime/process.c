@@ -263,9 +263,11 @@ static char *passwd_home(uint32_t uid)
 {
 	struct lm_error err;
 	autofd root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	autofd fd = root < 0 ? -1 : lm_open_in_root(root, "/etc/passwd", O_RDONLY, 0, &err);
+	/* the image's file: a FIFO (or a device) there must not stall the runtime */
+	autofd fd = root < 0 ? -1 : lm_open_in_root(root, "/etc/passwd", O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, &err);
 	autofree char *text = NULL;
-	if (fd < 0 || lm_read_fd(fd, 1 << 20, &text, NULL, &err) < 0)
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || lm_read_fd(fd, 1 << 20, &text, NULL, &err) < 0)
 		return strdup("/");
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {

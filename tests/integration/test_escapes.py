@@ -216,10 +216,6 @@ def test_runtime_binary_not_reachable_from_running_container(ct, monkeypatch):
     assert_contained(rep, marker, rt, over)
 
 
-@pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "HOLE: a created container's init is still the lamina process (a clone, dumpable, with "
-    "the container's uid and capabilities) waiting on the exec fifo: /proc/1/exe is the host "
-    "binary and /proc/1/fd has the host state directory open"))
 def test_created_container_exposes_no_runtime(ct, monkeypatch):
     """CVE-2019-5736 / CVE-2024-21626 class: between create and start, a process exec'd into
     the container (`oci exec` of a created container is allowed) looks at pid 1. If pid 1 is
@@ -242,10 +238,6 @@ def test_created_container_exposes_no_runtime(ct, monkeypatch):
     assert_contained(rep, marker, rt, over)
 
 
-@pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "HOLE: a container joining another's pid namespace is set up by a lamina process that "
-    "the other container can see and open: /proc/PID/exe is the host binary, /proc/PID/fd "
-    "the host state directory"))
 def test_shared_pid_namespace_sees_no_runtime(ct, monkeypatch):
     """CVE-2019-5736 / CVE-2024-21626 class, pod flavour: container A is running; container
     B is created in A's pid namespace (a pod with a shared pid namespace). A looks at every
@@ -811,10 +803,6 @@ def test_sysctl_key_injection_refused(ct, key):
 # the image's files that the runtime reads inside the container
 
 @runc_differs("runc 1.1.5 blocks on it too")
-@pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "HOLE (DoS, and the pause that makes races deterministic): with no HOME in process.env, "
-    "lamina opens the image's /etc/passwd (passwd_home) without O_NONBLOCK: a FIFO there "
-    "blocks create/run/exec forever, inside the container's namespaces"))
 def test_passwd_fifo_does_not_stall_the_runtime(ct):
     """Image files are untrusted input: the runtime reads the image's /etc/passwd (for
     HOME) inside the container. If /etc/passwd is a FIFO, a blocking open stalls the
