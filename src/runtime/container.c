@@ -437,6 +437,17 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		goto fail;
 	}
 
+	/* which joined namespaces are not ours (the host's): see sysctl_allowed */
+	bool joined_not_host[LM_NS__COUNT] = {false};
+	static const char *const ns_proc[LM_NS__COUNT] = {
+		[LM_NS_NET] = "/proc/self/ns/net", [LM_NS_IPC] = "/proc/self/ns/ipc", [LM_NS_UTS] = "/proc/self/ns/uts"};
+	for (size_t i = 0; i < c->spec->n_namespaces; i++) {
+		const struct lm_namespace *ns = &c->spec->namespaces[i];
+		struct stat mine, theirs;
+		if (ns->path && ns_proc[ns->type] && stat(ns_proc[ns->type], &mine) == 0 &&
+		    stat(ns->path, &theirs) == 0 && (mine.st_dev != theirs.st_dev || mine.st_ino != theirs.st_ino))
+			joined_not_host[ns->type] = true;
+	}
 	struct lm_init_ctx ictx = {
 		.spec = c->spec,
 		.id = opts->id,
@@ -451,6 +462,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.bundle = c->bundle,
 		.seccomp = c->spec->has_seccomp ? &c->seccomp : NULL,
 	};
+	memcpy(ictx.joined_not_host, joined_not_host, sizeof(joined_not_host));
 	/* The child starts in the bundle so relative mount sources resolve
 	 * against it; we go back so relative paths given to us still work. */
 	int cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -57,32 +57,36 @@ static int join_namespaces(const struct lm_spec *spec, struct lm_error *err)
 	return 0;
 }
 
-/* Only sysctls that live in the container's own namespaces may be set. */
-static int sysctl_allowed(const struct lm_spec *spec, const char *key)
+/* Only sysctls that live in the container's own namespaces may be set: new
+ * ones, or ones joined by path that are not the runtime's (the host's), as
+ * runc allows (podman joins the network namespace it made). */
+static int sysctl_allowed(const struct lm_init_ctx *ctx, const char *key)
 {
 	static const char *const ipc_keys[] = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
 					       "kernel.sem", "kernel.shmall", "kernel.shmmax",
 					       "kernel.shmmni", "kernel.shm_rmid_forced"};
-	const struct lm_namespace *ipc = lm_spec_namespace(spec, LM_NS_IPC);
-	const struct lm_namespace *net = lm_spec_namespace(spec, LM_NS_NET);
-	const struct lm_namespace *uts = lm_spec_namespace(spec, LM_NS_UTS);
+	enum lm_ns_type type;
+	bool ipc_key = strncmp(key, "fs.mqueue.", 10) == 0;
 	for (size_t i = 0; i < sizeof(ipc_keys) / sizeof(ipc_keys[0]); i++)
-		if (strcmp(key, ipc_keys[i]) == 0)
-			return ipc && !ipc->path;
-	if (strncmp(key, "fs.mqueue.", 10) == 0)
-		return ipc && !ipc->path;
-	if (strncmp(key, "net.", 4) == 0)
-		return net && !net->path;
-	if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
-		return uts && !uts->path;
-	return 0;
+		ipc_key = ipc_key || strcmp(key, ipc_keys[i]) == 0;
+	if (ipc_key)
+		type = LM_NS_IPC;
+	else if (strncmp(key, "net.", 4) == 0)
+		type = LM_NS_NET;
+	else if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
+		type = LM_NS_UTS;
+	else
+		return 0;
+	const struct lm_namespace *ns = lm_spec_namespace(ctx->spec, type);
+	return ns && (!ns->path || ctx->joined_not_host[type]);
 }
 
-static int apply_sysctls(const struct lm_spec *spec, struct lm_error *err)
+static int apply_sysctls(const struct lm_init_ctx *ctx, struct lm_error *err)
 {
+	const struct lm_spec *spec = ctx->spec;
 	for (size_t i = 0; i < spec->n_sysctls; i++) {
 		const char *key = spec->sysctls[i].key, *value = spec->sysctls[i].value;
-		if (!sysctl_allowed(spec, key))
+		if (!sysctl_allowed(ctx, key))
 			return lm_err(err, EPERM,
 				      "sysctl %s is not allowed: it is not in a namespace of this container", key);
 		if (strpbrk(value, "\n\r\0") || strstr(key, "..") || strchr(key, '/'))
@@ -150,7 +154,7 @@ static int setup(const struct lm_init_ctx *ctx, pid_t host_pid, char **exe, char
 	if (lm_rootfs_prepare(ctx, &rootfd, err) < 0 || create_hooks(ctx, host_pid, err) < 0 ||
 	    lm_rootfs_pivot(rootfd, err) < 0)
 		return -1;
-	if (apply_sysctls(spec, err) < 0)
+	if (apply_sysctls(ctx, err) < 0)
 		return -1;
 	if (ctx->console_fd >= 0) {
 		if (lm_terminal_setup(ctx->console_fd, &spec->process, true, err) < 0)

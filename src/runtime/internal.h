@@ -51,6 +51,9 @@ struct lm_init_ctx {
 	bool new_userns;
 	int preserve_fds;
 	const char *bundle;       /* absolute bundle path, for the hooks' state */
+	/* namespaces joined by path that are not the runtime's own (a pod's,
+	 * a network namespace made by the caller): their sysctls may be set */
+	bool joined_not_host[LM_NS__COUNT];
 	const struct lm_seccomp *seccomp; /* compiled by the parent, or NULL */
 };
 

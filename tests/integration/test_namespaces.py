@@ -216,3 +216,22 @@ def test_user_namespace_files_owned_by_mapped_root(ct):
     ct.run().check()
     st = os.stat(ct.rootfs / "tmp" / "made-inside")
     assert (st.st_uid, st.st_gid) == (100000, 100000)
+
+
+def test_sysctl_in_a_joined_net_namespace(ct, netns):
+    """A network namespace joined by path (as podman's, which it made itself) takes
+    the container's net.* sysctls; the host's own namespace joined by path does not."""
+    name, path = netns
+    ct.set_namespace_path("network", path)
+    ct.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    ct.probe_args("sysctl", "net.ipv4.ip_forward")
+    assert ct.run().check().stdout.strip() == "1"
+    inside = subprocess.run(["ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv4/ip_forward"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert inside == "1"
+    host = open("/proc/sys/net/ipv4/ip_forward").read().strip()
+    ct.set_namespace_path("network", "/proc/1/ns/net")
+    ct.linux["sysctl"] = {"net.ipv4.ip_forward": "0" if host == "1" else "1"}
+    res = ct.run()
+    assert res.returncode != 0
+    assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == host
