@@ -12,26 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "rootfs/writable.h"
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp);
-	return v[n / 2];
-}
 
 int main(int argc, char **argv)
 {
@@ -69,30 +51,30 @@ int main(int argc, char **argv)
 			snprintf(id, sizeof(id), "c%d-%d", n, it);
 			struct lm_writable *w = NULL;
 			struct lm_error err = {0};
-			double t0 = now_us();
+			double t0 = bench_now_us();
 			if (lm_writable_create(layers, id, (const char *const *)lowers, (size_t)n, &w, &err) < 0) {
 				fprintf(stderr, "create: %s\n", err.msg);
 				return 1;
 			}
-			double t1 = now_us();
+			double t1 = bench_now_us();
 			if (lm_writable_mount_at(w, lm_writable_merged_path(w), &err) < 0) {
 				fprintf(stderr, "mount: %s\n", err.msg);
 				return 1;
 			}
-			double t2 = now_us();
+			double t2 = bench_now_us();
 			umount2(lm_writable_merged_path(w), MNT_DETACH);
 			if (lm_writable_destroy(w, &err) < 0) {
 				fprintf(stderr, "destroy: %s\n", err.msg);
 				return 1;
 			}
-			double t3 = now_us();
+			double t3 = bench_now_us();
 			lm_writable_free(w);
 			create[it] = t1 - t0;
 			mnt[it] = t2 - t1;
 			teardown[it] = t3 - t2;
 		}
 		printf("%2d layer%s: create %6.0f us, mount %6.0f us, teardown %6.0f us (medians of %d)\n", n,
-		       n == 1 ? " " : "s", median(create, iters), median(mnt, iters), median(teardown, iters), iters);
+		       n == 1 ? " " : "s", bench_median(create, iters), bench_median(mnt, iters), bench_median(teardown, iters), iters);
 		for (int i = 0; i < n; i++)
 			free(lowers[i]);
 	}

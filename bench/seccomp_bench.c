@@ -8,26 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "runtime/seccomp.h"
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp);
-	return v[n / 2];
-}
 
 int main(int argc, char **argv)
 {
@@ -57,12 +39,12 @@ int main(int argc, char **argv)
 	size_t len = 0;
 	for (int i = 0; i < n; i++) {
 		struct lm_seccomp sc;
-		double t0 = now_us();
+		double t0 = bench_now_us();
 		if (lm_seccomp_compile(profile, &sc, &err) < 0) {
 			fprintf(stderr, "seccomp_bench: %s\n", err.msg);
 			return 1;
 		}
-		compile[i] = now_us() - t0;
+		compile[i] = bench_now_us() - t0;
 		len = sc.len;
 		lm_seccomp_free(&sc);
 	}
@@ -73,15 +55,15 @@ int main(int argc, char **argv)
 	}
 	lm_seccomp_free(&sc);
 	for (int i = 0; i < n; i++) {
-		double t0 = now_us();
+		double t0 = bench_now_us();
 		if (lm_seccomp_prepare(json, root, &sc, &err) < 0 || !sc.from_cache) {
 			fprintf(stderr, "seccomp_bench: no cache hit: %s\n", err.msg);
 			return 1;
 		}
-		hit[i] = now_us() - t0;
+		hit[i] = bench_now_us() - t0;
 		lm_seccomp_free(&sc);
 	}
-	double c = median(compile, n), h = median(hit, n);
+	double c = bench_median(compile, n), h = bench_median(hit, n);
 	printf("default seccomp profile (%zu bytes of JSON, %zu BPF instructions), median of %d:\n", strlen(json),
 	       len, n);
 	printf("  compile with libseccomp  %8.1f us\n", c);
