@@ -180,7 +180,7 @@ struct stream {
 	struct lm_log_reader *reader;
 	bool want_out, want_err, has_since, has_until;
 	struct timespec since, until;
-	uint64_t skip;
+	uint64_t skip_lines;  /* --tail: whole lines of the wanted streams still to skip */
 	bool last_look;
 	/* events */
 	int64_t seq;
@@ -221,12 +221,14 @@ static int next_log_line(struct stream *s)
 		int r = lm_log_reader_next(s->reader, &e, &err);
 		if (r <= 0)
 			return r;
-		if (s->skip) {
-			s->skip--;
-			continue;
-		}
 		if ((e.stream == LM_LOG_STDOUT && !s->want_out) || (e.stream == LM_LOG_STDERR && !s->want_err))
 			continue;
+		if (s->skip_lines) {
+			/* a line's partial chunks go with it */
+			if (!e.partial)
+				s->skip_lines--;
+			continue;
+		}
 		if (s->has_since && ts_before(&e.ts, &s->since))
 			continue;
 		if (s->has_until && ts_before(&s->until, &e.ts))
@@ -439,7 +441,7 @@ static enum MHD_Result logs(struct agent *a, struct MHD_Connection *conn, struct
 		return send_lm_error(conn, &err);
 	}
 	if (tail_n >= 0) {
-		/* count the entries once, then start after all but the last tail_n */
+		/* count the lines once; the stream then skips all but the last tail_n */
 		struct lm_log_reader *r;
 		struct lm_log_entry le;
 		uint64_t total = 0;
@@ -449,17 +451,7 @@ static enum MHD_Result logs(struct agent *a, struct MHD_Connection *conn, struct
 					total++;
 			lm_log_reader_close(r);
 		}
-		/* skip counts every entry, so count the same way */
-		uint64_t all = 0, keep_from = total > (uint64_t)tail_n ? total - (uint64_t)tail_n : 0, lines = 0;
-		if (lm_log_reader_open(path, a->logs.max_files, &r, &err) == 0) {
-			while (lines < keep_from && lm_log_reader_next(r, &le, &err) == 1) {
-				all++;
-				if ((le.stream == LM_LOG_STDOUT ? s->want_out : s->want_err) && !le.partial)
-					lines++;
-			}
-			lm_log_reader_close(r);
-		}
-		s->skip = all;
+		s->skip_lines = total > (uint64_t)tail_n ? total - (uint64_t)tail_n : 0;
 	}
 	int rc = lm_log_reader_open(path, a->logs.max_files, &s->reader, &err);
 	if (rc < 0 && err.code == ENOENT) {

@@ -36,6 +36,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/random.h"
 
 extern char **environ;
 
@@ -152,22 +153,6 @@ static int load_spec(struct ctr *c, struct lm_error *err)
 	return rc;
 }
 
-static void random_hex(char *out, size_t nbytes)
-{
-	unsigned char b[32];
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read(fd, b, nbytes) != (ssize_t)nbytes) {
-		/* no urandom: time and pid still make a unique id on this node */
-		uint64_t t = (uint64_t)lm_mono_ns() ^ ((uint64_t)getpid() << 32);
-		for (size_t i = 0; i < nbytes; i++)
-			b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
-	}
-	if (fd >= 0)
-		close(fd);
-	for (size_t i = 0; i < nbytes; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 /* "registry/repo/name:tag" -> "name-1a2b3c" */
 static char *default_name(const char *image, const char *id)
 {
@@ -200,7 +185,7 @@ int agent_create(struct agent *a, json_t *request, struct ctr **out, struct lm_e
 	c->monitor_pidfd = -1;
 	if (lm_run_spec_parse(request, &c->spec, err) < 0)
 		goto fail;
-	random_hex(id, 32);
+	lm_random_hex(id, 32);
 	c->rec.id = strdup(id);
 	c->rec.name = c->spec.name ? strdup(c->spec.name) : default_name(c->spec.image, id);
 	struct lm_db_container existing;
@@ -355,19 +340,6 @@ static int spawn_monitor(struct agent *a, struct ctr *c, bool wait_attach, json_
 	return *info ? 0 : -1;
 }
 
-static int open_monitor_pidfd(pid_t pid, uint64_t start)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0)
-		return -1;
-	/* after the pidfd is held the pid cannot be reused: check it is ours */
-	if (lm_pid_start_time(pid) != start) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int agent_start(struct agent *a, struct ctr *c, bool wait_attach, struct lm_error *err)
 {
 	if (agent_running(c))
@@ -399,7 +371,7 @@ int agent_start(struct agent *a, struct ctr *c, bool wait_attach, struct lm_erro
 	c->pid = (pid_t)json_integer_value(json_object_get(info, "pid"));
 	c->rec.started_at = json_integer_value(json_object_get(info, "started_at"));
 	json_decref(info);
-	c->monitor_pidfd = open_monitor_pidfd((pid_t)c->rec.monitor_pid, c->rec.monitor_start);
+	c->monitor_pidfd = lm_pidfd_open_checked((pid_t)c->rec.monitor_pid, c->rec.monitor_start);
 	c->rec.finished_at = 0;
 	c->rec.exit_code = -1;
 	c->rec.exit_signal = 0;
@@ -773,7 +745,7 @@ static void adopt_or_collect(struct agent *a, struct ctr *c)
 		if (dfd >= 0)
 			close(dfd);
 	}
-	c->monitor_pidfd = c->rec.monitor_pid ? open_monitor_pidfd((pid_t)c->rec.monitor_pid, c->rec.monitor_start)
+	c->monitor_pidfd = c->rec.monitor_pid ? lm_pidfd_open_checked((pid_t)c->rec.monitor_pid, c->rec.monitor_start)
 					      : -1;
 	if (c->monitor_pidfd >= 0) {
 		if (!c->pid) {

@@ -33,6 +33,7 @@
 #include "runtime/container.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/random.h"
 
 #define EXIT_LAMINA 125  /* lamina itself failed, as docker and podman say it */
 
@@ -360,18 +361,6 @@ static int run_with_agent(const struct lm_cli_global *g, struct lm_client *cl, s
 
 /* --- standalone: the container is our child --- */
 
-static void random_id(char out[13])
-{
-	unsigned char b[6];
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-		memset(b, 0, sizeof(b));
-	if (fd >= 0)
-		close(fd);
-	for (int i = 0; i < 6; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 static int run_standalone(const struct lm_cli_global *g, struct run_flags *f, json_t *req, const char *prog)
 {
 	struct lm_error err = {0};
@@ -389,7 +378,7 @@ static int run_standalone(const struct lm_cli_global *g, struct run_flags *f, js
 	if (spec.name)
 		snprintf(id, sizeof(id), "%s", spec.name);
 	else
-		random_id(id);
+		lm_random_hex(id, 6);
 	struct lm_pull_opts po = {.default_registry = g->default_registry};
 	struct lm_platform plat = {0};
 	char platbuf[128];

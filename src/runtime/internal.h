@@ -124,6 +124,9 @@ int lm_state_read(int dirfd, struct lm_state *st, struct lm_error *err);
 void lm_state_free(struct lm_state *st);
 /* starttime of pid from /proc, 0 when it is gone or a zombie. */
 unsigned long long lm_pid_start_time(pid_t pid);
+/* A pidfd of pid, or -1 unless it is still the process that started at
+ * start (checked after opening: a pidfd keeps its process). */
+int lm_pidfd_open_checked(pid_t pid, unsigned long long start);
 enum lm_status lm_state_status(const struct lm_state *st, int dirfd);
 /* Whether the recorded init process is still the one running (pid and start time). */
 bool lm_state_init_alive(const struct lm_state *st);

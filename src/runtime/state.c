@@ -228,16 +228,23 @@ bool lm_state_init_alive(const struct lm_state *st)
 	return start != 0 && start == st->pid_start;
 }
 
-int lm_state_init_pidfd(const struct lm_state *st)
+int lm_pidfd_open_checked(pid_t pid, unsigned long long start)
 {
-	int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+	if (pid <= 0 || start == 0)
+		return -1;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	/* checked after opening: a pidfd taken before a pid is reused stays
 	 * with the old process, so a match now means the right one */
-	if (fd >= 0 && !lm_state_init_alive(st)) {
+	if (fd >= 0 && lm_pid_start_time(pid) != start) {
 		close(fd);
 		fd = -1;
 	}
 	return fd;
+}
+
+int lm_state_init_pidfd(const struct lm_state *st)
+{
+	return lm_pidfd_open_checked(st->pid, st->pid_start);
 }
 
 enum lm_status lm_state_status(const struct lm_state *st, int dirfd)
