@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/dmz.h"
 #include "runtime/internal.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -111,6 +112,7 @@ struct create_ctx {
 	char *cg_path;
 	int console_fd;
 	int sync_fd;
+	int dmz_fd;          /* the sealed launcher (runtime/dmz.h), or -1 */
 	pid_t pid;
 	int pidfd;
 	struct lm_device_rule *rules;
@@ -121,7 +123,7 @@ struct create_ctx {
 static void create_ctx_init(struct create_ctx *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->state_dirfd = c->console_fd = c->sync_fd = c->pidfd = -1;
+	c->state_dirfd = c->console_fd = c->sync_fd = c->pidfd = c->dmz_fd = -1;
 }
 
 static void create_ctx_release(struct create_ctx *c)
@@ -132,6 +134,8 @@ static void create_ctx_release(struct create_ctx *c)
 		close(c->console_fd);
 	if (c->sync_fd >= 0)
 		close(c->sync_fd);
+	if (c->dmz_fd >= 0)
+		close(c->dmz_fd);
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	if (c->cg_created)
@@ -412,6 +416,8 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		if (c->console_fd < 0)
 			goto fail;
 	}
+	if (lm_dmz_prepare(c->spec->has_seccomp ? c->spec->seccomp_json : NULL, opts->preserve_fds, &c->dmz_fd, err) < 0)
+		goto fail;
 
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -461,6 +467,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.preserve_fds = opts->preserve_fds,
 		.bundle = c->bundle,
 		.seccomp = c->spec->has_seccomp ? &c->seccomp : NULL,
+		.dmz_fd = c->dmz_fd,
 	};
 	memcpy(ictx.joined_not_host, joined_not_host, sizeof(joined_not_host));
 	/* The child starts in the bundle so relative mount sources resolve

@@ -12,7 +12,9 @@
  * on our HOOKS message), startContainer after start, right before execve.
  * The seccomp filter comes after all of that, right before execve (or, when
  * the process ends up with neither no_new_privs nor CAP_SYS_ADMIN, right
- * before the identity switch, since loading needs one of them).
+ * before the identity switch, since loading needs one of them).  The last
+ * execve is of the sealed launcher (runtime/dmz.h), which execs the program:
+ * the container never gets to run the runtime's host binary.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "runtime/dmz.h"
 #include "runtime/internal.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -257,7 +260,7 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 		dprintf(STDERR_FILENO, "lamina: %s\n", err.msg);
 		_exit(1);
 	}
-	execve(exe, ctx->spec->process.args, envp);
+	lm_dmz_exec(ctx->dmz_fd, exe, ctx->spec->process.args, envp);
 	int code = errno == ENOENT ? 127 : 126;
 	lm_err_sys(&err, "exec %s", ctx->spec->process.args[0]);
 	if (ctx->state_dirfd < 0)

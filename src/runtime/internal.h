@@ -55,6 +55,7 @@ struct lm_init_ctx {
 	 * a network namespace made by the caller): their sysctls may be set */
 	bool joined_not_host[LM_NS__COUNT];
 	const struct lm_seccomp *seccomp; /* compiled by the parent, or NULL */
+	int dmz_fd;               /* the sealed launcher (runtime/dmz.h), or -1 */
 };
 
 void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));

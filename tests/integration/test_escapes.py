@@ -263,21 +263,10 @@ def test_shared_pid_namespace_sees_no_runtime(ct, monkeypatch):
     assert_contained(rep, marker, rt, over)
 
 
-@pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "HOLE: `oci exec` of a container's '#!/proc/self/exe' script runs the host lamina "
-    "binary inside the container (the exec child is lamina until execve); the container "
-    "keeps it open and overwrites it once lamina has exited"))
-def test_exec_of_proc_self_exe_script(ct, monkeypatch):
-    """CVE-2019-5736 as published: the image's /bin/sh is '#!/proc/self/exe', so when the
-    operator runs `exec CONTAINER /bin/sh`, the kernel starts the interpreter
-    /proc/self/exe of the runtime's exec process: the runtime binary itself, now running
-    in the container with the container's identity. The attacker (the container's init)
-    catches it deterministically: the image's ENV has LD_PRELOAD=/fifo, so the dynamic
-    loader of that process blocks opening the fifo until the attacker has opened its
-    /proc/PID/exe; once the runtime has exited, the attacker reopens it for writing.
-    Defence expected: the binary a container can reach that way is not the host's file
-    (a sealed memfd copy, or a read-only bind mount, as runc does)."""
-    rt = RuntimeCopy(ct, monkeypatch)
+def self_exe_trap(ct, rt):
+    """The image of the published exploit: /bin/sh is '#!/proc/self/exe', the runtime's
+    loader is there (so the runtime binary would start), and LD_PRELOAD=/fifo makes that
+    loader wait until the attacker opened the fifo."""
     interp = elf_interp(rt.path)
     if not interp:
         pytest.skip("the runtime is a static binary: no loader to stop it with")
@@ -288,16 +277,61 @@ def test_exec_of_proc_self_exe_script(ct, monkeypatch):
     sh.unlink()
     sh.write_text("#!/proc/self/exe\n")
     sh.chmod(0o755)
-    fifo = ct.rootfs / "fifo"
-    os.mkfifo(fifo)
+    os.mkfifo(ct.rootfs / "fifo")
     ct.process["env"].append("LD_PRELOAD=/fifo")
+
+
+def test_exec_of_proc_self_exe_script(ct, monkeypatch):
+    """CVE-2019-5736 as published: the image's /bin/sh is '#!/proc/self/exe', so when the
+    operator runs `exec CONTAINER /bin/sh`, the kernel starts the interpreter
+    /proc/self/exe of the runtime's exec process: the runtime binary itself, now running
+    in the container with the container's identity. The attacker (the container's init)
+    catches it deterministically: the image's ENV has LD_PRELOAD=/fifo, so the dynamic
+    loader of that process blocks opening the fifo until the attacker has opened its
+    /proc/PID/exe; once the runtime has exited, the attacker reopens it for writing.
+    Defence: the runtime's last execve is of lamina-dmz from a sealed memfd made for
+    that one process (src/runtime/dmz.h), which execs the program: /proc/self/exe is
+    then that sealed copy, never the host's file."""
+    rt = RuntimeCopy(ct, monkeypatch)
+    self_exe_trap(ct, rt)
     marker = ct.tmp / "escaped"
     ct.set_args(*escape_cmd(rt.devino, marker, fifo="/fifo", go="/tmp/go"))
     ct.create().check()
     ct.start().check()
     ct.exec("/bin/sh", "-c", "true")  # the operator's `exec CONTAINER sh`: fails, fine
     # Had nothing opened the fifo, the attacker still waits there: let it go on.
-    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    rfd = os.open(ct.rootfs / "fifo", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        wait_lines(ct.output, 1, "the attacker's report")
+    finally:
+        os.close(rfd)
+    rt.wait_idle()
+    (ct.rootfs / "tmp" / "go").touch()
+    rep, over = wait_lines(ct.output, 2, "the attacker's overwrite")
+    assert_contained(rep, marker, rt, over)
+
+
+def test_start_of_proc_self_exe_script(ct, monkeypatch):
+    """CVE-2019-5736, a container's own program: container B's process is the image's
+    '#!/proc/self/exe' /bin/sh, so at `start` the kernel would run the interpreter
+    /proc/self/exe of B's init, which is the runtime until its last execve. The attacker
+    is container A's init, B shares A's pid namespace (a pod), and A waits on the fifo
+    the runtime's loader would open. Defence: as for exec, the init's last execve is of
+    the sealed launcher, so the script reaches that copy (which then has nothing to run
+    and exits 127), never the host's runtime binary."""
+    rt = RuntimeCopy(ct, monkeypatch)
+    self_exe_trap(ct, rt)
+    marker = ct.tmp / "escaped"
+    ct.set_args(*escape_cmd(rt.devino, marker, fifo="/fifo", go="/tmp/go"))
+    ct.create().check()
+    ct.start().check()
+    b = ct.new_id()
+    ct.set_namespace_path("pid", f"/proc/{ct.state()['pid']}/ns/pid")
+    ct.set_args("/bin/sh")
+    ct.create(cid=b).check()
+    ct.start(cid=b).check()
+    # Had nothing opened the fifo, the attacker still waits there: let it go on.
+    rfd = os.open(ct.rootfs / "fifo", os.O_RDONLY | os.O_NONBLOCK)
     try:
         wait_lines(ct.output, 1, "the attacker's report")
     finally:

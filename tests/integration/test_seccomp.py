@@ -272,6 +272,28 @@ def test_exec_is_filtered(ct):
     assert res.json()["seccomp"] == 2
 
 
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL_PROCESS", ERRNO])
+def test_profile_denying_execveat(ct, action):
+    """lamina's last execve is of its sealed launcher through execveat (test_escapes.py);
+    a profile that denies execveat (killing for it, even) still starts its program, exec'd
+    directly (with a warning that the launcher is off), at create/start, run and exec; and
+    the program's own execveat is denied as the profile says."""
+    ct.linux["seccomp"] = allow_all(deny(["execveat"]) if action == ERRNO else
+                                    {"names": ["execveat"], "action": action})
+    ct.probe_args("syscalls", "getpid")
+    res = ct.run().check()
+    assert [c["errno"] for c in res.json()] == [0]
+    if IS_LAMINA:
+        assert "does not allow execveat" in res.stderr
+    ct.start_sleeper(10)
+    res = ct.exec("/probe", "syscalls", "getppid").check()
+    assert [c["errno"] for c in res.json()] == [0]
+    nr = {"x86_64": 322, "aarch64": 281}.get(os.uname().machine)  # execveat
+    if action == ERRNO and nr:
+        res = ct.exec("/probe", "syscalls", f"{nr} -1 0 0 0 0").check()
+        assert [c["errno"] for c in res.json()] == [EPERM]
+
+
 @lamina_only("lamina's compiled-filter cache")
 def test_compiled_filter_is_cached(ct):
     ct.linux["seccomp"] = allow_all(deny(["getpriority"], errno=77))

@@ -1,0 +1,125 @@
+/* The sealed launcher: the memfd, and the exec through it. */
+#include "runtime/dmz.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/log.h"
+
+extern const unsigned char lm_dmz_image[];
+extern const size_t lm_dmz_image_size;
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
+
+int lm_dmz_open(int min_fd, struct lm_error *err)
+{
+	/* MFD_EXEC: kernels with vm.memfd_noexec make memfds non-executable
+	 * unless asked; older kernels refuse the flag. */
+	autofd mfd = memfd_create("lamina-dmz", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (mfd < 0 && errno == EINVAL)
+		mfd = memfd_create("lamina-dmz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0)
+		return lm_err_sys(err, "launcher: memfd_create");
+	size_t off = 0;
+	while (off < lm_dmz_image_size) {
+		ssize_t n = write(mfd, lm_dmz_image + off, lm_dmz_image_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return lm_err_sys(err, "launcher: write memfd");
+		off += (size_t)n;
+	}
+	int seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+	/* F_SEAL_EXEC (6.3): the mode can no longer change either */
+	if (fcntl(mfd, F_ADD_SEALS, seals | F_SEAL_EXEC) < 0 &&
+	    (errno != EINVAL || fcntl(mfd, F_ADD_SEALS, seals) < 0))
+		return lm_err_sys(err, "launcher: seal memfd");
+	if (mfd >= min_fd)
+		return steal_fd(&mfd);
+	int fd = fcntl(mfd, F_DUPFD_CLOEXEC, min_fd);
+	if (fd < 0)
+		return lm_err_sys(err, "launcher: move memfd");
+	return fd;
+}
+
+void lm_dmz_exec(int dmz_fd, const char *exe, char *const argv[], char *const envp[])
+{
+	if (dmz_fd < 0) {
+		execve(exe, argv, envp);
+		return;
+	}
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	char **args = calloc(n + 2, sizeof(*args));
+	if (!args) {
+		errno = ENOMEM;
+		return;
+	}
+	args[0] = (char *)exe;
+	memcpy(args + 1, argv, n * sizeof(*args));
+	syscall(SYS_execveat, dmz_fd, "", args, envp, AT_EMPTY_PATH);
+	int saved = errno;
+	free(args);
+	errno = saved;
+}
+
+/* The action libseccomp would take for a syscall with no rule of its own
+ * beyond the ones named: allowed outright? */
+static bool allows(const char *action)
+{
+	return action && (!strcmp(action, "SCMP_ACT_ALLOW") || !strcmp(action, "SCMP_ACT_LOG"));
+}
+
+bool lm_dmz_seccomp_ok(const char *seccomp_json)
+{
+	if (!seccomp_json)
+		return true;
+	json_t *sc = json_loads(seccomp_json, 0, NULL);
+	if (!sc)
+		return false;
+	bool named = false, ok = true;
+	json_t *rule;
+	size_t i;
+	json_array_foreach(json_object_get(sc, "syscalls"), i, rule) {
+		json_t *name;
+		size_t j;
+		bool match = false;
+		json_array_foreach(json_object_get(rule, "names"), j, name)
+			match |= json_is_string(name) && !strcmp(json_string_value(name), "execveat");
+		if (!match)
+			continue;
+		named = true;
+		json_t *args = json_object_get(rule, "args");
+		if (!allows(json_string_value(json_object_get(rule, "action"))) || json_array_size(args))
+			ok = false;
+	}
+	if (!named)
+		ok = allows(json_string_value(json_object_get(sc, "defaultAction")));
+	json_decref(sc);
+	return ok;
+}
+
+int lm_dmz_prepare(const char *seccomp_json, int preserve_fds, int *fd, struct lm_error *err)
+{
+	*fd = -1;
+	if (!lm_dmz_seccomp_ok(seccomp_json)) {
+		lm_warn("the seccomp profile does not allow execveat: the program is exec'd without "
+			"the sealed launcher (no protection against a '#!/proc/self/exe' program)");
+		return 0;
+	}
+	*fd = lm_dmz_open(3 + (preserve_fds > 0 ? preserve_fds : 0), err);
+	return *fd < 0 ? -1 : 0;
+}
