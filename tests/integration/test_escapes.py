@@ -281,6 +281,21 @@ def self_exe_trap(ct, rt):
     ct.process["env"].append("LD_PRELOAD=/fifo")
 
 
+def spring_self_exe_trap(ct, rt, marker):
+    """After the runtime ran the trapped /bin/sh: the attacker (the container's output)
+    reports what it caught, waits for the runtime to exit, then tries to overwrite it."""
+    # Had nothing opened the fifo, the attacker still waits there: let it go on.
+    rfd = os.open(ct.rootfs / "fifo", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        wait_lines(ct.output, 1, "the attacker's report")
+    finally:
+        os.close(rfd)
+    rt.wait_idle()
+    (ct.rootfs / "tmp" / "go").touch()
+    rep, over = wait_lines(ct.output, 2, "the attacker's overwrite")
+    assert_contained(rep, marker, rt, over)
+
+
 def test_exec_of_proc_self_exe_script(ct, monkeypatch):
     """CVE-2019-5736 as published: the image's /bin/sh is '#!/proc/self/exe', so when the
     operator runs `exec CONTAINER /bin/sh`, the kernel starts the interpreter
@@ -299,16 +314,7 @@ def test_exec_of_proc_self_exe_script(ct, monkeypatch):
     ct.create().check()
     ct.start().check()
     ct.exec("/bin/sh", "-c", "true")  # the operator's `exec CONTAINER sh`: fails, fine
-    # Had nothing opened the fifo, the attacker still waits there: let it go on.
-    rfd = os.open(ct.rootfs / "fifo", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        wait_lines(ct.output, 1, "the attacker's report")
-    finally:
-        os.close(rfd)
-    rt.wait_idle()
-    (ct.rootfs / "tmp" / "go").touch()
-    rep, over = wait_lines(ct.output, 2, "the attacker's overwrite")
-    assert_contained(rep, marker, rt, over)
+    spring_self_exe_trap(ct, rt, marker)
 
 
 def test_start_of_proc_self_exe_script(ct, monkeypatch):
@@ -330,16 +336,7 @@ def test_start_of_proc_self_exe_script(ct, monkeypatch):
     ct.set_args("/bin/sh")
     ct.create(cid=b).check()
     ct.start(cid=b).check()
-    # Had nothing opened the fifo, the attacker still waits there: let it go on.
-    rfd = os.open(ct.rootfs / "fifo", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        wait_lines(ct.output, 1, "the attacker's report")
-    finally:
-        os.close(rfd)
-    rt.wait_idle()
-    (ct.rootfs / "tmp" / "go").touch()
-    rep, over = wait_lines(ct.output, 2, "the attacker's overwrite")
-    assert_contained(rep, marker, rt, over)
+    spring_self_exe_trap(ct, rt, marker)
 
 
 # ---------------------------------------------------------------------------
