@@ -183,6 +183,35 @@ static void create_rollback(struct create_ctx *c, const char *root, const char *
 	create_ctx_release(c);
 }
 
+static bool id_mapped(uint32_t id, const struct lm_id_mapping *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (id >= m[i].container_id && id - m[i].container_id < m[i].size)
+			return true;
+	return false;
+}
+
+/* In a new user namespace the setup runs as its root, and the process then
+ * takes its own ids: all of them must be mapped (the kernel would refuse
+ * them half-way through create, with a bare EINVAL). */
+static int check_mapped(const struct lm_spec *spec, struct lm_error *err)
+{
+	const struct lm_process *proc = &spec->process;
+	if (!id_mapped(0, spec->uid_mappings, spec->n_uid_mappings))
+		return lm_err(err, EINVAL, "linux.uidMappings does not map uid 0: the container is set up as its root");
+	if (!id_mapped(0, spec->gid_mappings, spec->n_gid_mappings))
+		return lm_err(err, EINVAL, "linux.gidMappings does not map gid 0: the container is set up as its root");
+	if (!id_mapped(proc->uid, spec->uid_mappings, spec->n_uid_mappings))
+		return lm_err(err, EINVAL, "process.user.uid %u is not mapped by linux.uidMappings", proc->uid);
+	if (!id_mapped(proc->gid, spec->gid_mappings, spec->n_gid_mappings))
+		return lm_err(err, EINVAL, "process.user.gid %u is not mapped by linux.gidMappings", proc->gid);
+	for (size_t i = 0; i < proc->n_additional_gids; i++)
+		if (!id_mapped(proc->additional_gids[i], spec->gid_mappings, spec->n_gid_mappings))
+			return lm_err(err, EINVAL, "process.user.additionalGids: %u is not mapped by linux.gidMappings",
+				      proc->additional_gids[i]);
+	return 0;
+}
+
 /* Features this runtime does not have yet are refused, never silently skipped. */
 static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 {
@@ -194,6 +223,11 @@ static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 		return lm_err(err, ENOTSUP, "joining a user namespace while creating a pid namespace is not supported");
 	if (user && !user->path && (spec->n_uid_mappings == 0 || spec->n_gid_mappings == 0))
 		return lm_err(err, EINVAL, "a new user namespace needs linux.uidMappings and linux.gidMappings");
+	if (!user && (spec->n_uid_mappings || spec->n_gid_mappings))
+		return lm_err(err, EINVAL,
+			      "linux.uidMappings and linux.gidMappings need a user namespace (linux.namespaces has no \"user\")");
+	if (user && !user->path && check_mapped(spec, err) < 0)
+		return -1;
 	if (spec->hostname && spec->hostname[0]) {
 		const struct lm_namespace *uts = lm_spec_namespace(spec, LM_NS_UTS);
 		if (!uts || uts->path)
