@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -266,6 +267,25 @@ static uint32_t host_id(uint32_t id, const struct lm_id_mapping *m, size_t n, bo
 	return 65534;
 }
 
+/* runtime-spec "Cgroup ownership": the container's cgroup goes to its user
+ * (mapped to the host) when it has its own user and cgroup namespaces and
+ * mounts /sys/fs/cgroup read-write; lm_cgroup_give_to does it on pure v2
+ * hosts only. */
+static bool cgroup_given(const struct lm_spec *spec)
+{
+	const struct lm_namespace *user = lm_spec_namespace(spec, LM_NS_USER);
+	const struct lm_namespace *cgns = lm_spec_namespace(spec, LM_NS_CGROUP);
+	if (!user || user->path || !cgns || cgns->path)
+		return false;
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		const struct lm_mount *m = &spec->mounts[i];
+		if (strcmp(m->destination, "/sys/fs/cgroup") == 0 && m->type && !m->bind &&
+		    (strcmp(m->type, "cgroup") == 0 || strcmp(m->type, "cgroup2") == 0))
+			return !(m->flags & MS_RDONLY);
+	}
+	return false;
+}
+
 /* Joining a pid namespace only changes where our children go.  *own gets an
  * fd of our own namespace so the caller can put that back after the clone
  * (anything we fork later, a sanitizer's helper thread included, must not
@@ -441,6 +461,11 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	if (lm_cgroup_create(&c->cg, c->cg_path, &res, err) < 0)
 		goto fail;
 	c->cg_created = true;
+	if (cgroup_given(c->spec) &&
+	    lm_cgroup_give_to(&c->cg,
+			      host_id(c->spec->process.uid, c->spec->uid_mappings, c->spec->n_uid_mappings, true),
+			      err) < 0)
+		goto fail;
 	if (opts->console_socket) {
 		c->console_fd = lm_console_connect(opts->console_socket, err);
 		if (c->console_fd < 0)
