@@ -815,6 +815,38 @@ int lm_cgroup_open(struct lm_cgroup *cg, const char *rel_path, struct lm_error *
 	return 0;
 }
 
+/* Delegation as systemd does it for a unit of another user (and runc and
+ * crun after it): the directory and the files the kernel names in
+ * /sys/kernel/cgroup/delegate, or the three every kernel has.  The limit
+ * files stay the host's, so the container's limits still bind what it
+ * puts in its sub-cgroups.  v1 has no safe delegation: never there, nor on
+ * a hybrid host. */
+int lm_cgroup_give_to(const struct lm_cgroup *cg, uid_t uid, struct lm_error *err)
+{
+	if (cg->mode != LM_CGROUP_V2 || cg->n_dirs != 1)
+		return 0;
+	const char *dir = cg->dirs[0];
+	autofd dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fchownat(dfd, "", uid, (gid_t)-1, AT_EMPTY_PATH) < 0)
+		return lm_err_sys(err, "cgroup %s: give it to uid %u", dir, (unsigned)uid);
+	autofree char *list = NULL;
+	struct lm_error ignored;
+	if (cg_read_all("/sys/kernel/cgroup", "delegate", &list, &ignored) < 0) {
+		list = strdup("cgroup.procs\ncgroup.threads\ncgroup.subtree_control\n");
+		if (!list)
+			return lm_err(err, ENOMEM, "out of memory");
+	}
+	char *save = NULL;
+	for (char *name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
+		if (strchr(name, '/') || name[0] == '.')
+			continue;
+		/* not every listed file exists in every cgroup (memory.* without memory) */
+		if (fchownat(dfd, name, uid, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
+			return lm_err_sys(err, "cgroup %s: give %s to uid %u", dir, name, (unsigned)uid);
+	}
+	return 0;
+}
+
 int lm_cgroup_enter(const struct lm_cgroup *cg, pid_t pid, struct lm_error *err)
 {
 	char value[24];

@@ -60,6 +60,13 @@ int lm_cgroup_create(struct lm_cgroup *cg, const char *rel_path, const struct lm
 		     struct lm_error *err);
 /* Re-open a container's cgroup from its relative path (for delete/exec/kill). */
 int lm_cgroup_open(struct lm_cgroup *cg, const char *rel_path, struct lm_error *err);
+/* runtime-spec "Cgroup ownership": on a pure v2 host, the cgroup's directory
+ * and its delegation files (cgroup.procs, cgroup.threads,
+ * cgroup.subtree_control, ... as /sys/kernel/cgroup/delegate lists them) get
+ * owner uid, so that user can make and use sub-cgroups; limit files keep
+ * theirs.  A no-op on v1 and hybrid hosts (no safe delegation there). */
+int lm_cgroup_give_to(const struct lm_cgroup *cg, uid_t uid, struct lm_error *err);
+
 /* Move a process into the cgroup (every hierarchy). */
 int lm_cgroup_enter(const struct lm_cgroup *cg, pid_t pid, struct lm_error *err);
 /* Pids currently in the cgroup (from the pids or any v1 hierarchy / v2 cgroup.procs);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -187,6 +188,35 @@ static void create_rollback(struct create_ctx *c, const char *root, const char *
 	create_ctx_release(c);
 }
 
+static bool id_mapped(uint32_t id, const struct lm_id_mapping *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (id >= m[i].container_id && id - m[i].container_id < m[i].size)
+			return true;
+	return false;
+}
+
+/* In a new user namespace the setup runs as its root, and the process then
+ * takes its own ids: all of them must be mapped (the kernel would refuse
+ * them half-way through create, with a bare EINVAL). */
+static int check_mapped(const struct lm_spec *spec, struct lm_error *err)
+{
+	const struct lm_process *proc = &spec->process;
+	if (!id_mapped(0, spec->uid_mappings, spec->n_uid_mappings))
+		return lm_err(err, EINVAL, "linux.uidMappings does not map uid 0: the container is set up as its root");
+	if (!id_mapped(0, spec->gid_mappings, spec->n_gid_mappings))
+		return lm_err(err, EINVAL, "linux.gidMappings does not map gid 0: the container is set up as its root");
+	if (!id_mapped(proc->uid, spec->uid_mappings, spec->n_uid_mappings))
+		return lm_err(err, EINVAL, "process.user.uid %u is not mapped by linux.uidMappings", proc->uid);
+	if (!id_mapped(proc->gid, spec->gid_mappings, spec->n_gid_mappings))
+		return lm_err(err, EINVAL, "process.user.gid %u is not mapped by linux.gidMappings", proc->gid);
+	for (size_t i = 0; i < proc->n_additional_gids; i++)
+		if (!id_mapped(proc->additional_gids[i], spec->gid_mappings, spec->n_gid_mappings))
+			return lm_err(err, EINVAL, "process.user.additionalGids: %u is not mapped by linux.gidMappings",
+				      proc->additional_gids[i]);
+	return 0;
+}
+
 /* Features this runtime does not have yet are refused, never silently skipped. */
 static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 {
@@ -198,6 +228,11 @@ static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 		return lm_err(err, ENOTSUP, "joining a user namespace while creating a pid namespace is not supported");
 	if (user && !user->path && (spec->n_uid_mappings == 0 || spec->n_gid_mappings == 0))
 		return lm_err(err, EINVAL, "a new user namespace needs linux.uidMappings and linux.gidMappings");
+	if (!user && (spec->n_uid_mappings || spec->n_gid_mappings))
+		return lm_err(err, EINVAL,
+			      "linux.uidMappings and linux.gidMappings need a user namespace (linux.namespaces has no \"user\")");
+	if (user && !user->path && check_mapped(spec, err) < 0)
+		return -1;
 	if (spec->hostname && spec->hostname[0]) {
 		const struct lm_namespace *uts = lm_spec_namespace(spec, LM_NS_UTS);
 		if (!uts || uts->path)
@@ -234,6 +269,25 @@ static uint32_t host_id(uint32_t id, const struct lm_id_mapping *m, size_t n, bo
 		if (id >= m[i].container_id && id - m[i].container_id < m[i].size)
 			return m[i].host_id + (id - m[i].container_id);
 	return 65534;
+}
+
+/* runtime-spec "Cgroup ownership": the container's cgroup goes to its user
+ * (mapped to the host) when it has its own user and cgroup namespaces and
+ * mounts /sys/fs/cgroup read-write; lm_cgroup_give_to does it on pure v2
+ * hosts only. */
+static bool cgroup_given(const struct lm_spec *spec)
+{
+	const struct lm_namespace *user = lm_spec_namespace(spec, LM_NS_USER);
+	const struct lm_namespace *cgns = lm_spec_namespace(spec, LM_NS_CGROUP);
+	if (!user || user->path || !cgns || cgns->path)
+		return false;
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		const struct lm_mount *m = &spec->mounts[i];
+		if (strcmp(m->destination, "/sys/fs/cgroup") == 0 && m->type && !m->bind &&
+		    (strcmp(m->type, "cgroup") == 0 || strcmp(m->type, "cgroup2") == 0))
+			return !(m->flags & MS_RDONLY);
+	}
+	return false;
 }
 
 /* Joining a pid namespace only changes where our children go.  *own gets an
@@ -411,6 +465,11 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 	if (lm_cgroup_create(&c->cg, c->cg_path, &res, err) < 0)
 		goto fail;
 	c->cg_created = true;
+	if (cgroup_given(c->spec) &&
+	    lm_cgroup_give_to(&c->cg,
+			      host_id(c->spec->process.uid, c->spec->uid_mappings, c->spec->n_uid_mappings, true),
+			      err) < 0)
+		goto fail;
 	if (opts->console_socket) {
 		c->console_fd = lm_console_connect(opts->console_socket, err);
 		if (c->console_fd < 0)

@@ -1,7 +1,9 @@
 /* A fresh /dev: the default device nodes, the standard links, and the
  * config's devices.  Nodes are made fd-relative inside the new tmpfs; in a
  * user namespace, where mknod is not allowed, the host node is bind-mounted
- * onto an empty file instead (after checking it is the node it claims). */
+ * onto an empty file instead (after checking it is the node it claims): the
+ * one at the same path, else the one sysfs names for that major:minor.  It
+ * keeps the host's owner and mode (fileMode, uid and gid cannot apply). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,24 +33,66 @@ static const char *const default_links[][2] = {
 	{"stdout", "/proc/self/fd/1"},  {"stderr", "/proc/self/fd/2"},
 };
 
-/* Bind the host's node at host_path over an empty file at dirfd/name. */
+/* The host's name of a device node, from sysfs (DEVNAME in its uevent,
+ * as udev names it under /dev): for a node the config places at a path the
+ * host does not have.  Returns false when sysfs does not know the device. */
+static bool host_node_path(mode_t type, dev_t rdev, char *buf, size_t size)
+{
+	char uevent[96];
+	snprintf(uevent, sizeof(uevent), "/sys/dev/%s/%u:%u/uevent", type == S_IFBLK ? "block" : "char",
+		 major(rdev), minor(rdev));
+	autofclose *f = fopen(uevent, "re");
+	if (!f)
+		return false;
+	char line[256];
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "DEVNAME=", 8) != 0)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		const char *name = line + 8;
+		if (!*name || name[0] == '/' || strstr(name, ".."))
+			return false;
+		int n = snprintf(buf, size, "/dev/%s", name);
+		return n > 0 && (size_t)n < size;
+	}
+	return false;
+}
+
+/* An O_PATH fd of path if it is the device type/rdev, else -1. */
+static int open_node(const char *path, mode_t type, dev_t rdev)
+{
+	struct stat st;
+	autofd fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || (st.st_mode & S_IFMT) != type || st.st_rdev != rdev)
+		return -1;
+	return steal_fd(&fd);
+}
+
+/* Bind the host's node over an empty file at dirfd/name: the one at
+ * host_path (the container's path, as runc does) when it is that device,
+ * else the one sysfs names. */
 static int bind_host_node(int dirfd, const char *name, const char *host_path, mode_t type,
 			  dev_t rdev, struct lm_error *err)
 {
-	struct stat st;
-	if (stat(host_path, &st) < 0)
-		return lm_err_sys(err, "device %s", host_path);
-	if ((st.st_mode & S_IFMT) != type || st.st_rdev != rdev)
-		return lm_err(err, EINVAL, "device %s on the host is not %u:%u", host_path, major(rdev), minor(rdev));
+	char found[PATH_MAX];
+	/* opened once and checked through the fd: what is bound is what was checked */
+	autofd node = open_node(host_path, type, rdev);
+	if (node < 0 && host_node_path(type, rdev, found, sizeof(found)))
+		node = open_node(found, type, rdev);
+	if (node < 0)
+		return lm_err(err, ENOENT,
+			      "device %s: in a user namespace a device node is bound from the host, which has no %s device %u:%u",
+			      host_path, type == S_IFBLK ? "block" : "character", major(rdev), minor(rdev));
 	autofd f = openat(dirfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (f < 0)
 		return lm_err_sys(err, "create %s", name);
 	autofd target = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (target < 0)
 		return lm_err_sys(err, "open %s", name);
-	char t[64];
+	char src[64], t[64];
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", node);
 	snprintf(t, sizeof(t), "/proc/self/fd/%d", target);
-	if (mount(host_path, t, NULL, MS_BIND, NULL) < 0)
+	if (mount(src, t, NULL, MS_BIND, NULL) < 0)
 		return lm_err_sys(err, "bind %s", host_path);
 	return 0;
 }

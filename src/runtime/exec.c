@@ -161,6 +161,28 @@ static int override_process(struct lm_process *proc, const struct lm_exec_opts *
 	return 0;
 }
 
+static bool id_mapped(pid_t pid, const char *file, uint32_t id)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+	return lm_process_id_mapped(path, id);
+}
+
+/* In the container's user namespace the process takes ids of that
+ * namespace: unmapped ones would fail in the child with a bare EINVAL. */
+static int check_ids_mapped(pid_t pid, const struct lm_process *proc, struct lm_error *err)
+{
+	if (!id_mapped(pid, "uid_map", proc->uid))
+		return lm_err(err, EINVAL, "uid %u is not mapped in the container's user namespace", proc->uid);
+	if (!id_mapped(pid, "gid_map", proc->gid))
+		return lm_err(err, EINVAL, "gid %u is not mapped in the container's user namespace", proc->gid);
+	for (size_t i = 0; i < proc->n_additional_gids; i++)
+		if (!id_mapped(pid, "gid_map", proc->additional_gids[i]))
+			return lm_err(err, EINVAL, "additional gid %u is not mapped in the container's user namespace",
+				      proc->additional_gids[i]);
+	return 0;
+}
+
 static void child_fail(int fd, const struct lm_error *err)
 {
 	size_t len = strnlen(err->msg, sizeof(err->msg));
@@ -276,6 +298,10 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	pidfd = lm_state_init_pidfd(&st);
 	if (pidfd < 0) {
 		lm_err(err, ESRCH, "cannot exec in container \"%s\": it is stopped", o->id);
+		goto out;
+	}
+	if (!same_ns(st.pid, "user") && check_ids_mapped(st.pid, proc, err) < 0) {
+		lm_error_prefix(err, "exec in container \"%s\"", o->id);
 		goto out;
 	}
 	if (lm_cgroup_open(&cg, st.cgroup_path, err) < 0)

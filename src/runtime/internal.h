@@ -95,6 +95,9 @@ void lm_process_reset_signals(void);
 int lm_process_env(const struct lm_process *proc, char ***envp, struct lm_error *err);
 /* chdir to cwd and check it is inside the root. */
 int lm_process_chdir(const struct lm_process *proc, struct lm_error *err);
+/* Whether id is mapped by a /proc/PID/uid_map or gid_map file (true when it
+ * cannot be read: then the kernel has the last word). */
+bool lm_process_id_mapped(const char *map_file, uint32_t id);
 
 /* state.c */
 struct lm_state {

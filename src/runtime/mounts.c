@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,17 @@
 #include "util/fs.h"
 
 #define PROPAGATION_FLAGS (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+
+/* mount_setattr(2) attributes, for a libc that does not name them */
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x1
+#define MOUNT_ATTR_NOSUID 0x2
+#define MOUNT_ATTR_NODEV 0x4
+#define MOUNT_ATTR_NOEXEC 0x8
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 
 static void fd_path(char *buf, size_t len, int fd)
 {
@@ -238,6 +250,74 @@ static int mount_cgroup(const struct lm_init_ctx *ctx, int rootfd, const struct 
 	return 0;
 }
 
+/* devpts refuses a gid= naming a group that the user namespace does not
+ * map (EINVAL): the usual gid=5 with a mapping of root alone, say.  That
+ * option is dropped, as LXC does, and a pty then gets the group of the
+ * process that opens it.  *out is NULL when data is used as it is. */
+static int devpts_data(const char *data, char **out, struct lm_error *err)
+{
+	*out = NULL;
+	if (!data || !strstr(data, "gid="))
+		return 0;
+	char *copy = strdup(data);
+	*out = calloc(1, strlen(data) + 1);
+	if (!copy || !*out) {
+		free(copy);
+		free(*out);
+		*out = NULL;
+		return lm_err(err, ENOMEM, "out of memory");
+	}
+	char *save = NULL;
+	for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		char *end;
+		if (strncmp(o, "gid=", 4) == 0) {
+			errno = 0;
+			unsigned long gid = strtoul(o + 4, &end, 10);
+			if (!errno && end != o + 4 && !*end && gid <= UINT32_MAX &&
+			    !lm_process_id_mapped("/proc/self/gid_map", (uint32_t)gid))
+				continue;
+		}
+		if (**out)
+			strcat(*out, ",");
+		strcat(*out, o);
+	}
+	free(copy);
+	return 0;
+}
+
+/* sysfs belongs to a network namespace: from a user namespace that does
+ * not own the container's (none of its own, or one joined by path), the
+ * kernel refuses a new instance with EPERM.  As runc does, /sys is then the
+ * host's, bound recursively, with the mount's flags on every mount of the
+ * tree where the kernel can (mount_setattr), else on its top. */
+static int mount_sysfs_bind(int rootfd, const struct lm_mount *m, int target, struct lm_error *err)
+{
+	char t[64];
+	fd_path(t, sizeof(t), target);
+	if (mount("/sys", t, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return lm_err_sys(err, "mount %s: no sysfs of our own in this user namespace, and a bind of the host's /sys",
+				  m->destination);
+	unsigned long flags = m->flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	if (!flags)
+		return 0;
+#ifdef SYS_mount_setattr
+	autofd fd = lm_open_in_root(rootfd, m->destination, O_PATH, 0, err);
+	if (fd < 0)
+		return -1;
+	struct {
+		uint64_t attr_set, attr_clr, propagation, userns_fd;
+	} attr = {
+		.attr_set = ((flags & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0) | ((flags & MS_NOSUID) ? MOUNT_ATTR_NOSUID : 0) |
+			    ((flags & MS_NODEV) ? MOUNT_ATTR_NODEV : 0) | ((flags & MS_NOEXEC) ? MOUNT_ATTR_NOEXEC : 0),
+	};
+	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+		return 0;
+	if (errno != ENOSYS)
+		return lm_err_sys(err, "mount %s: flags of the bind of the host's /sys", m->destination);
+#endif
+	return remount_bind(rootfd, m->destination, flags, err);
+}
+
 static int mount_one(const struct lm_init_ctx *ctx, int rootfd, const struct lm_mount *m,
 		     struct lm_error *err)
 {
@@ -251,8 +331,15 @@ static int mount_one(const struct lm_init_ctx *ctx, int rootfd, const struct lm_
 		if (target < 0)
 			return lm_error_prefix(err, "mount %s", m->destination);
 		unsigned long flags = m->flags & ~PROPAGATION_FLAGS;
-		r = mount_at_fd(m->source ? m->source : m->type, target, m->type, flags, m->data,
+		autofree char *data = NULL;
+		bool devpts = m->type && strcmp(m->type, "devpts") == 0;
+		if (devpts && devpts_data(m->data, &data, err) < 0)
+			return lm_error_prefix(err, "mount %s", m->destination);
+		r = mount_at_fd(m->source ? m->source : m->type, target, m->type, flags, data ? data : m->data,
 				m->destination, err);
+		if (r < 0 && err->code == EPERM && m->type && strcmp(m->type, "sysfs") == 0 &&
+		    lm_spec_namespace(ctx->spec, LM_NS_USER))
+			r = mount_sysfs_bind(rootfd, m, target, err);
 	}
 	if (r == 0 && m->propagation)
 		r = set_propagation(rootfd, m, err);

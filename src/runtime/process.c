@@ -309,3 +309,15 @@ int lm_process_env(const struct lm_process *proc, char ***envp, struct lm_error 
 	*envp = env;
 	return 0;
 }
+
+bool lm_process_id_mapped(const char *map_file, uint32_t id)
+{
+	autofclose *f = fopen(map_file, "re");
+	if (!f)
+		return true;
+	unsigned long inside, outside, count;
+	while (fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3)
+		if (id >= inside && id - inside < count)
+			return true;
+	return false;
+}

@@ -1070,15 +1070,21 @@ static int parse_namespaces(struct parser *p, json_t *v, struct lm_spec *spec)
 	return 0;
 }
 
+/* uid_map and gid_map take at most this many lines (since Linux 4.15). */
+#define ID_MAP_MAX_LINES 340
+#define ID_MAP_MAX_TEXT 4096
+
 static int parse_id_mappings(struct parser *p, json_t *v, struct lm_id_mapping **out, size_t *n_out)
 {
 	static const char *const keys[] = { "containerID", "hostID", "size" };
 	json_t *item;
-	size_t i, n;
+	size_t i, n, text_len = 0;
 
 	if (expect_array(p, v) < 0)
 		return -1;
 	n = json_array_size(v);
+	if (n > ID_MAP_MAX_LINES)
+		return fail(p, "%zu mappings: the kernel takes at most %d", n, ID_MAP_MAX_LINES);
 	*out = calloc(n ? n : 1, sizeof(**out));
 	if (!*out)
 		return fail_oom(p);
@@ -1102,12 +1108,27 @@ static int parse_id_mappings(struct parser *p, json_t *v, struct lm_id_mapping *
 			path_key(p, "size");
 			return fail(p, "must be greater than 0");
 		}
-		if ((uint64_t)vals[0] + vals[2] > (uint64_t)UINT32_MAX + 1 ||
-		    (uint64_t)vals[1] + vals[2] > (uint64_t)UINT32_MAX + 1)
-			return fail(p, "range overflows 32-bit ids");
+		/* id 2^32-1 is (uid_t)-1, never a real id: the kernel refuses a
+		 * range that reaches it */
+		if ((uint64_t)vals[0] + vals[2] > UINT32_MAX || (uint64_t)vals[1] + vals[2] > UINT32_MAX)
+			return fail(p, "range overflows 32-bit ids (an id range must end below 4294967295)");
+		for (size_t j = 0; j < i; j++) {
+			const struct lm_id_mapping *o = &(*out)[j];
+			bool inside = vals[0] < o->container_id + (uint64_t)o->size &&
+				      o->container_id < vals[0] + (uint64_t)vals[2];
+			bool outside = vals[1] < o->host_id + (uint64_t)o->size &&
+				       o->host_id < vals[1] + (uint64_t)vals[2];
+			if (inside || outside)
+				return fail(p, "%s ids overlap those of [%zu]", inside ? "container" : "host", j);
+		}
 		(*out)[i] = (struct lm_id_mapping){ vals[0], vals[1], vals[2] };
+		text_len += (size_t)snprintf(NULL, 0, "%u %u %u\n", vals[0], vals[1], vals[2]);
 		path_pop(p, mark);
 	}
+	/* the kernel takes the whole map in one write of less than a page */
+	if (text_len >= ID_MAP_MAX_TEXT)
+		return fail(p, "too long: the kernel takes at most %d bytes of mappings (%zu here)",
+			    ID_MAP_MAX_TEXT - 1, text_len);
 	return 0;
 }
 

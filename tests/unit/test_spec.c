@@ -719,6 +719,42 @@ static void test_id_mappings(void **state)
 			 "linux.uidMappings[0].hostID: expected an unsigned 32-bit integer");
 	expect_cfg_error(NULL, "'linux':{'uidMappings':[{'containerID':4294967295,'hostID':0,'size':2}]}",
 			 "linux.uidMappings[0]: range overflows");
+	/* 4294967295 is (uid_t)-1: a range may not reach it, on either side */
+	expect_cfg_error(NULL, "'linux':{'uidMappings':[{'containerID':4294967290,'hostID':0,'size':6}]}",
+			 "linux.uidMappings[0]: range overflows");
+	expect_cfg_error(NULL, "'linux':{'gidMappings':[{'containerID':0,'hostID':4294967295,'size':1}]}",
+			 "linux.gidMappings[0]: range overflows");
+	struct lm_spec *s = parse_cfg_ok(NULL, "'linux':{'uidMappings':[{'containerID':4294967289,'hostID':0,'size':6}]}");
+	assert_int_equal(s->uid_mappings[0].size, 6);
+	lm_spec_free(s);
+	/* the kernel refuses overlapping ranges, inside or outside */
+	expect_cfg_error(NULL,
+			 "'linux':{'uidMappings':[{'containerID':0,'hostID':1000,'size':100},"
+			 "{'containerID':99,'hostID':5000,'size':1}]}",
+			 "linux.uidMappings[1]: container ids overlap those of [0]");
+	expect_cfg_error(NULL,
+			 "'linux':{'gidMappings':[{'containerID':0,'hostID':1000,'size':100},"
+			 "{'containerID':100,'hostID':500,'size':501}]}",
+			 "linux.gidMappings[1]: host ids overlap those of [0]");
+	s = parse_cfg_ok(NULL,
+			 "'linux':{'uidMappings':[{'containerID':0,'hostID':1000,'size':100},"
+			 "{'containerID':100,'hostID':900,'size':100}]}");
+	assert_int_equal(s->n_uid_mappings, 2);
+	lm_spec_free(s);
+	/* at most 340 lines, in less than a page of text */
+	char many[341 * 64 + 64], *w = many;
+	w += sprintf(w, "'linux':{'uidMappings':[");
+	for (int i = 0; i < 341; i++)
+		w += sprintf(w, "%s{'containerID':%d,'hostID':%d,'size':1}", i ? "," : "", i, 100000 + i);
+	strcpy(w, "]}");
+	expect_cfg_error(NULL, many, "linux.uidMappings: 341 mappings: the kernel takes at most 340");
+	w = many;
+	w += sprintf(w, "'linux':{'gidMappings':[");
+	for (int i = 0; i < 200; i++)
+		w += sprintf(w, "%s{'containerID':%d,'hostID':%d,'size':1}", i ? "," : "", 1000000000 + i,
+			     2000000000 + i);
+	strcpy(w, "]}");
+	expect_cfg_error(NULL, many, "linux.gidMappings: too long: the kernel takes at most 4095 bytes");
 }
 
 static void test_devices(void **state)
