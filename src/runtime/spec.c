@@ -1417,9 +1417,13 @@ static bool valid_cgroup_file(const char *key)
 }
 
 /* sysctl keys become paths under /proc/sys ("net.ipv4.ip_forward" or
- * "net/ipv4/ip_forward"); ".." never appears in a real one. */
+ * "net/ipv4/ip_forward"); ".." never appears in a real one, nor do spaces
+ * or control characters. */
 static bool valid_sysctl_key(const char *key)
 {
+	for (const unsigned char *c = (const unsigned char *)key; *c; c++)
+		if (*c <= ' ' || *c == 0x7f)
+			return false;
 	return key[0] && key[0] != '.' && key[0] != '/' && !strstr(key, "..");
 }
 

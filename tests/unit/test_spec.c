@@ -678,6 +678,25 @@ static void test_mount_errors(void **state)
 	expect_cfg_error(NULL, "'mounts':{}", "mounts: expected an array");
 }
 
+/* Config strings in error messages: control characters escaped, one line. */
+static void test_errors_escape_control_characters(void **state)
+{
+	struct lm_error err = { 0 };
+	struct lm_spec *spec = NULL;
+	char *json = make_config(NULL, "'linux':{'sysctl':{'net.ipv4.ip_forward\\nkernel.core_pattern':'1'}}");
+	assert_true(lm_spec_parse(json, strlen(json), BUNDLE, &spec, &err) < 0);
+	assert_string_equal(err.msg, "linux.sysctl[\"net.ipv4.ip_forward\\nkernel.core_pattern\"]: invalid name");
+	free(json);
+	json = make_config(NULL, "'mounts':[{'destination':'x\\u001b[2J\\r','type':'tmpfs'}]");
+	assert_true(lm_spec_parse(json, strlen(json), BUNDLE, &spec, &err) < 0);
+	assert_string_equal(err.msg, "mounts[0].destination: must be an absolute path, got \"x\\x1b[2J\\r\"");
+	assert_null(strpbrk(err.msg, "\n\r\x1b"));
+	free(json);
+	expect_cfg_error(NULL, "'linux':{'sysctl':{'net.core.somaxconn\\t':'1'}}", "invalid name");
+	expect_cfg_error(NULL, "'linux':{'sysctl':{'net.core somaxconn':'1'}}", "invalid name");
+	expect_cfg_error("'cwd':'rel\\u007f'", NULL, "process.cwd: must be an absolute path, got \"rel\\x7f\"");
+}
+
 static void test_mount_relative_bind_source(void **state)
 {
 	struct lm_spec *s = parse_cfg_ok(NULL,
@@ -1144,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_mount_data),
 		cmocka_unit_test(test_mount_errors),
 		cmocka_unit_test(test_mount_relative_bind_source),
+		cmocka_unit_test(test_errors_escape_control_characters),
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_id_mappings),
 		cmocka_unit_test(test_devices),
