@@ -104,6 +104,10 @@ static int apply_sysctls(const struct lm_init_ctx *ctx, struct lm_error *err)
 		autofd fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return lm_err_sys(err, "sysctl %s", key);
+		/* Only the kernel may take it, never a file that stands in /proc. */
+		if (!lm_fd_on_procfs(fd))
+			return lm_err(err, EPERM, "sysctl %s: /proc/sys is not the kernel's (is proc mounted on /proc?)",
+				      key);
 		if (write(fd, value, strlen(value)) < 0)
 			return lm_err_sys(err, "sysctl %s=%s", key, value);
 	}

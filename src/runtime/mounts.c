@@ -6,16 +6,27 @@
  * onto the host.  /dev is always a fresh tmpfs that we fill ourselves.  After
  * pivot_root the old root is detached; masked and read-only paths are applied
  * last, once nothing else needs to write there.
+ *
+ * Nothing but procfs may end up at the container's /proc or inside it (the
+ * rule is lm_spec_proc_mount_refusal): the runtime writes sysctls and
+ * oomScoreAdj there after pivot_root, and a volume there would take them
+ * instead of the kernel (CVE-2019-16884).  The config parser refuses
+ * destinations that say /proc; here each target is checked once more where it
+ * really is, against where "/proc" leads in the rootfs at that moment, so a
+ * symlink in the image cannot carry a mount there, and no mount may cover a
+ * proc already mounted.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -50,6 +61,77 @@ static int mount_at_fd(const char *source, int fd, const char *type, unsigned lo
 	fd_path(target, sizeof(target), fd);
 	if (mount(source, target, type, flags, data) < 0)
 		return lm_err_sys(err, "mount %s", what);
+	return 0;
+}
+
+/* The path of what fd names, as this mount namespace sees it. */
+static int fd_real_path(int fd, char *buf, size_t size, struct lm_error *err)
+{
+	char link[64];
+	fd_path(link, sizeof(link), fd);
+	ssize_t n = readlink(link, buf, size);
+	if (n < 0)
+		return lm_err_sys(err, "readlink %s", link);
+	if ((size_t)n >= size)
+		return lm_err(err, ENAMETOOLONG, "readlink %s: path too long", link);
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Whether path is dir or below it; *rest gets the remainder ("" or "a/b"). */
+static bool path_within(const char *path, const char *dir, const char **rest)
+{
+	size_t n = strlen(dir);
+	while (n > 0 && dir[n - 1] == '/')
+		n--;
+	if (strncmp(path, dir, n) != 0 || (path[n] && path[n] != '/'))
+		return false;
+	*rest = path + n;
+	while (**rest == '/')
+		(*rest)++;
+	return true;
+}
+
+static bool path_on_procfs(const char *path)
+{
+	struct statfs sf;
+	return statfs(path, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+}
+
+/* The /proc rule (see the top of this file) for a mount whose target is
+ * already resolved inside the rootfs to the fd target. */
+static int check_proc_target(int rootfd, int target, const struct lm_mount *m, struct lm_error *err)
+{
+	struct lm_error perr;
+	autofd proc = lm_open_in_root(rootfd, "/proc", O_PATH, 0, &perr);
+	if (proc < 0) {
+		/* nothing at /proc (yet, or ever: a dangling or looping symlink) */
+		if (perr.code == ENOENT || perr.code == ENOTDIR || perr.code == ELOOP)
+			return 0;
+		return lm_err(err, perr.code, "mount %s: resolve /proc: %s", m->destination, perr.msg);
+	}
+	char tpath[PATH_MAX], ppath[PATH_MAX];
+	if (fd_real_path(target, tpath, sizeof(tpath), err) < 0 || fd_real_path(proc, ppath, sizeof(ppath), err) < 0)
+		return lm_error_prefix(err, "mount %s", m->destination);
+	const char *rel;
+	if (path_within(tpath, ppath, &rel)) {
+		bool source_on_procfs = m->bind && m->source && path_on_procfs(m->source);
+		const char *why = lm_spec_proc_mount_refusal(rel, m, source_on_procfs);
+		if (!why)
+			return 0;
+		char where[PATH_MAX], note[PATH_MAX + 32] = "", what[PATH_MAX + 32];
+		snprintf(where, sizeof(where), "/proc%s%s", rel[0] ? "/" : "", rel);
+		if (strcmp(m->destination, where) != 0)
+			snprintf(note, sizeof(note), " (it leads to %s)", where);
+		if (m->bind)
+			snprintf(what, sizeof(what), "bind mount of %s", m->source ? m->source : "(no source)");
+		else
+			snprintf(what, sizeof(what), "%s mount", m->type ? m->type : "untyped");
+		return lm_err(err, EPERM, "%s on %s refused%s: %s", what, m->destination, note, why);
+	}
+	if (path_within(ppath, tpath, &rel) && lm_fd_on_procfs(proc))
+		return lm_err(err, EPERM, "mount on %s refused: it would cover the container's /proc",
+			      m->destination);
 	return 0;
 }
 
@@ -108,6 +190,8 @@ static int mount_bind(int rootfd, const struct lm_mount *m, struct lm_error *err
 	autofd target = make_target(rootfd, m->destination, !S_ISDIR(st.st_mode), err);
 	if (target < 0)
 		return lm_error_prefix(err, "mount %s", m->destination);
+	if (check_proc_target(rootfd, target, m, err) < 0)
+		return -1;
 	unsigned long flags = MS_BIND | (m->recursive ? MS_REC : 0);
 	if (mount_at_fd(src, target, NULL, flags, NULL, m->destination, err) < 0)
 		return -1;
@@ -180,6 +264,8 @@ static int mount_cgroup(const struct lm_init_ctx *ctx, int rootfd, const struct 
 	autofd target = lm_mkdir_in_root(rootfd, m->destination, 0755, err);
 	if (target < 0)
 		return lm_error_prefix(err, "mount %s", m->destination);
+	if (check_proc_target(rootfd, target, m, err) < 0)
+		return -1;
 	/* type cgroup2, or any cgroup mount on a pure v2 host: the v2 hierarchy
 	 * alone (on a hybrid host, the one at /sys/fs/cgroup/unified) */
 	bool want_v2 = strcmp(m->type, "cgroup2") == 0;
@@ -330,6 +416,8 @@ static int mount_one(const struct lm_init_ctx *ctx, int rootfd, const struct lm_
 		autofd target = lm_mkdir_in_root(rootfd, m->destination, 0755, err);
 		if (target < 0)
 			return lm_error_prefix(err, "mount %s", m->destination);
+		if (check_proc_target(rootfd, target, m, err) < 0)
+			return -1;
 		unsigned long flags = m->flags & ~PROPAGATION_FLAGS;
 		autofree char *data = NULL;
 		bool devpts = m->type && strcmp(m->type, "devpts") == 0;

@@ -83,6 +83,9 @@ int lm_process_apply_oom_score(const struct lm_process *proc, struct lm_error *e
 	char v[16];
 	int n = snprintf(v, sizeof(v), "%d", proc->oom_score_adj);
 	autofd fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0 && !lm_fd_on_procfs(fd))
+		return lm_err(err, EPERM, "set oomScoreAdj %d: /proc/self/oom_score_adj is not the kernel's "
+			      "(is proc mounted on /proc?)", proc->oom_score_adj);
 	if (fd < 0 || write(fd, v, (size_t)n) != n)
 		return lm_err_sys(err, "set oomScoreAdj %d", proc->oom_score_adj);
 	return 0;

@@ -926,6 +926,49 @@ static int parse_mount_options(struct parser *p, json_t *v, struct lm_mount *m)
 	return 0;
 }
 
+/* The files lxcfs (and the like) bind over /proc to give a container its
+ * own view of the machine; runc admits the same list. */
+static const char *const lxcfs_proc_files[] = {
+	"cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg", "slabinfo",
+	"net/dev", "sys/kernel/ns_last_pid", "sys/crypto/fips_enabled",
+};
+
+const char *lm_spec_proc_mount_refusal(const char *rel, const struct lm_mount *m, bool source_on_procfs)
+{
+	bool fresh_proc = !m->bind && m->type && strcmp(m->type, "proc") == 0;
+	if (!rel[0]) {
+		if (fresh_proc || (m->bind && source_on_procfs))
+			return NULL;
+		return "only a proc filesystem may be mounted on /proc";
+	}
+	if (m->bind && source_on_procfs)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(lxcfs_proc_files); i++)
+		if (strcmp(rel, lxcfs_proc_files[i]) == 0)
+			return NULL;
+	return "nothing may be mounted inside /proc but procfs itself or one of the files "
+	       "lxcfs provides (/proc/meminfo, /proc/cpuinfo, ...)";
+}
+
+/* The part of the /proc rule that needs no file: destinations that name
+ * /proc or a path in it as written.  Mount time checks again where the
+ * destination really leads (a symlink in the image) and the bind source. */
+static int check_proc_destination(struct parser *p, const struct lm_mount *m)
+{
+	autofree char *clean = clean_abs_path(m->destination);
+	if (!clean)
+		return fail_oom(p);
+	if (strncmp(clean, "/proc", 5) != 0 || (clean[5] != '\0' && clean[5] != '/'))
+		return 0;
+	const char *why = lm_spec_proc_mount_refusal(clean[5] ? clean + 6 : "", m, true);
+	if (!why)
+		return 0;
+	if (m->bind)
+		return fail(p, "bind mount of %s on %s refused: %s", m->source ? m->source : "(no source)",
+			    m->destination, why);
+	return fail(p, "%s mount on %s refused: %s", m->type ? m->type : "untyped", m->destination, why);
+}
+
 static int parse_mount(struct parser *p, json_t *v, void *elem, void *ctx)
 {
 	struct lm_mount *m = elem;
@@ -954,7 +997,7 @@ static int parse_mount(struct parser *p, json_t *v, void *elem, void *ctx)
 			return -1;
 		path_pop(p, mark);
 	}
-	return 0;
+	return check_proc_destination(p, m);
 }
 
 static int parse_mounts(struct parser *p, json_t *v, struct lm_spec *spec)
@@ -1438,9 +1481,13 @@ static bool valid_cgroup_file(const char *key)
 }
 
 /* sysctl keys become paths under /proc/sys ("net.ipv4.ip_forward" or
- * "net/ipv4/ip_forward"); ".." never appears in a real one. */
+ * "net/ipv4/ip_forward"); ".." never appears in a real one, nor do spaces
+ * or control characters. */
 static bool valid_sysctl_key(const char *key)
 {
+	for (const unsigned char *c = (const unsigned char *)key; *c; c++)
+		if (*c <= ' ' || *c == 0x7f)
+			return false;
 	return key[0] && key[0] != '.' && key[0] != '/' && !strstr(key, "..");
 }
 

@@ -216,6 +216,18 @@ int lm_process_parse(const char *json, size_t len, struct lm_process *proc, stru
 void lm_process_free(struct lm_process *proc);
 void lm_spec_free(struct lm_spec *spec);
 
+/* The rule for mounts at or inside the container's /proc (CVE-2019-16884:
+ * the runtime writes sysctls and oomScoreAdj there, and the masks go there,
+ * so a volume there would receive them instead of the kernel).  rel is the
+ * destination relative to /proc: "" for /proc itself, "sys/kernel/x" inside
+ * it.  At /proc only a fresh proc mount or a bind of a procfs; inside it only
+ * a bind of something on procfs, or anything on the few files lxcfs
+ * emulates (/proc/meminfo, ...).  source_on_procfs says whether a bind's
+ * source is on procfs (config parsing, which looks at no file, passes true and
+ * leaves that part to mount time).  NULL when the mount is allowed, else why
+ * not, for an error message. */
+const char *lm_spec_proc_mount_refusal(const char *rel, const struct lm_mount *m, bool source_on_procfs);
+
 /* The namespace of a given type in the spec, or NULL. */
 const struct lm_namespace *lm_spec_namespace(const struct lm_spec *spec, enum lm_ns_type type);
 

@@ -489,3 +489,9 @@ int lm_mkdir_p(const char *path, mode_t mode, struct lm_error *err)
 	}
 	return 0;
 }
+
+bool lm_fd_on_procfs(int fd)
+{
+	struct statfs sf;
+	return fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+}

@@ -35,6 +35,10 @@ int lm_mkdir_in_root(int rootfd, const char *path, mode_t mode, struct lm_error 
  * return an O_PATH fd of what is at path (a file, or whatever already exists). */
 int lm_mkfile_in_root(int rootfd, const char *path, mode_t mode, struct lm_error *err);
 
+/* Whether fd is on a proc filesystem: what the runtime writes to /proc
+ * (sysctls, oom_score_adj) must reach the kernel, not a file standing in. */
+bool lm_fd_on_procfs(int fd);
+
 /* Force the fallback resolver (tests). */
 void lm_fs_force_fallback(bool on);
 

@@ -1,5 +1,6 @@
 /* See log.h.  One process-wide sink is configuration, not state. */
 #include "util/log.h"
+#include "util/error.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -42,11 +43,14 @@ void lm_log(enum lm_log_level level, const char *fmt, ...)
 {
 	if (level == LM_LOG_DEBUG && !log_debug)
 		return;
-	char msg[2048];
+	/* One record per line, whatever the strings formatted into it (a hook's
+	 * output, a name from config.json): control bytes escaped as in errors. */
+	char raw[2048], msg[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	lm_escape_controls(msg, sizeof(msg), raw);
 
 	char stamp[64];
 	struct timespec ts;

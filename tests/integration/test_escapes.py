@@ -655,16 +655,13 @@ def test_proc_symlink_to_fake_proc_dir(ct):
     assert "Read-only file system" in lines[3], lines
 
 
-@pytest.mark.xfail(IS_LAMINA, strict=True, reason=(
-    "WEAKNESS: lamina allows a bind mount over /proc and writes the config's sysctls into "
-    "the volume's files instead of the kernel (the create then fails later, when /proc/self/fd "
-    "is missing for the read-only remount)"))
 def test_bind_mount_over_proc(ct):
     """CVE-2019-16884: a volume (bind mount) over /proc, after the real proc, with fake
     files in it: the runtime's writes to /proc (sysctls, oomScoreAdj) would go to those
     files instead of the kernel, and the container would run without them. Defence
     expected: refused (runc: "/proc cannot be mounted ..."), or at least no runtime write
-    lands in the volume."""
+    lands in the volume. lamina refuses it when it mounts (the source is only known to be no
+    procfs then): only a proc filesystem may be mounted on /proc."""
     vol = ct.tmp / "procvol"
     for rel, text in (("sys/net/ipv4/ip_forward", "7\n"), ("self/oom_score_adj", "0\n"),
                       ("keys", "fake\n")):
@@ -679,8 +676,123 @@ def test_bind_mount_over_proc(ct):
         "the sysctl was written to a file of the volume, not to the kernel"
     assert (vol / "self/oom_score_adj").read_text() == "0\n", \
         "oomScoreAdj was written to a file of the volume, not to the kernel"
-    if res.returncode != 0:
-        one_line_error(res)
+    if IS_LAMINA or res.returncode != 0:
+        err = one_line_error(res)
+        assert not ct.has_state()
+        if IS_LAMINA:
+            assert f"bind mount of {vol} on /proc refused" in err, err
+
+
+def fake_proc_volume(ct, name="procvol"):
+    """A host directory dressed up as /proc: the files the runtime writes to."""
+    vol = ct.tmp / name
+    for rel, text in (("sys/net/ipv4/ip_forward", "7\n"), ("self/oom_score_adj", "0\n"),
+                      ("keys", "fake\n")):
+        (vol / rel).parent.mkdir(parents=True, exist_ok=True)
+        (vol / rel).write_text(text)
+    return vol
+
+
+def run_refused_over_proc(ct, vol, *needles):
+    """Runs with a sysctl and oomScoreAdj: refused with one line naming the mount (lamina),
+    nothing written into the volume, no state (the fixture checks cgroups and mounts)."""
+    before = {p: p.read_text() for p in vol.rglob("*") if p.is_file()}
+    ct.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    ct.process["oomScoreAdj"] = 123
+    ct.probe_args("cat", "/proc/sys/net/ipv4/ip_forward")
+    res = ct.run()
+    assert {p: p.read_text() for p in vol.rglob("*") if p.is_file()} == before, \
+        "the runtime wrote into a volume standing in for /proc"
+    err = one_line_error(res)
+    if IS_LAMINA:
+        for needle in needles:
+            assert needle in err, err
+    assert not ct.has_state()
+    return err
+
+
+@pytest.mark.parametrize("link", ["/proc", "../proc", "/proc/../proc/"])
+def test_bind_mount_through_symlink_to_proc(ct, link):
+    """CVE-2019-16884 through the image: /data is a symlink to /proc, and a volume is mounted
+    on /data after proc. Checking the destination as written would let it pass; it lands on
+    the container's /proc. Defence: the /proc rule is applied again at mount time, to where
+    the target really is (resolved in the rootfs) against where /proc leads."""
+    vol = fake_proc_volume(ct)
+    os.symlink(link, ct.rootfs / "data")
+    ct.add_mount("/data", "bind", vol, ["rbind", "rw"])
+    run_refused_over_proc(ct, vol, "/data", "it leads to /proc", "refused")
+
+
+def test_bind_mount_through_symlink_inside_proc(ct):
+    """Same, inside /proc: /data -> /proc/sys, and the volume on /data would take the
+    sysctls (the runtime writes /proc/sys/net/...)."""
+    vol = fake_proc_volume(ct)
+    os.symlink("/proc/sys", ct.rootfs / "data")
+    ct.add_mount("/data", "bind", vol / "sys", ["rbind", "rw"])
+    run_refused_over_proc(ct, vol, "/data", "it leads to /proc/sys", "inside /proc")
+
+
+@pytest.mark.parametrize("dest,sub", [("/proc/sys", "sys"), ("/proc/self", "self"),
+                                      ("//proc/./sys/net/", "sys/net")])
+def test_bind_mount_inside_proc_refused(ct, dest, sub):
+    """A volume inside /proc (not one of the lxcfs files): refused, the runtime's sysctl
+    and oomScoreAdj never reach its files."""
+    vol = fake_proc_volume(ct)
+    ct.add_mount(dest, "bind", vol / sub, ["rbind", "rw"])
+    run_refused_over_proc(ct, vol, dest, "inside /proc")
+
+
+@pytest.mark.parametrize("type_", ["tmpfs", "sysfs"])
+def test_other_filesystem_on_proc_refused(ct, type_):
+    """Not a bind, but a filesystem that is not proc on /proc (after the real one): refused
+    when the config is read, before anything is created."""
+    ct.add_mount("/proc", type_, type_)
+    ct.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    res = ct.run()
+    err = one_line_error(res)
+    if IS_LAMINA:
+        assert "mounts[" in err and "/proc" in err and "refused" in err, err
+    assert not ct.has_state()
+
+
+def test_bind_mount_on_proc_symlink_target(ct):
+    """The image's /proc is a symlink to /fakeproc; proc is mounted there (through the
+    symlink) and then a volume on /fakeproc by its own name would cover it. Defence: the
+    target is compared with where /proc leads, not with the string "/proc". (runc refuses
+    the symlinked /proc itself.)"""
+    vol = fake_proc_volume(ct)
+    shutil.rmtree(ct.rootfs / "proc")
+    (ct.rootfs / "fakeproc").mkdir()
+    os.symlink("/fakeproc", ct.rootfs / "proc")
+    ct.add_mount("/fakeproc", "bind", vol, ["rbind", "rw"])
+    run_refused_over_proc(ct, vol, "/fakeproc", "it leads to /proc")
+
+
+def test_mount_covering_proc_refused(ct):
+    """The image's /proc is a symlink to /a/proc; proc is mounted there, and then a volume
+    on /a would hide it and put its own proc/ in its place. Defence: no mount may cover a
+    proc already mounted at where /proc leads."""
+    vol = ct.tmp / "avol"
+    fake_proc_volume(ct, "avol/proc")
+    shutil.rmtree(ct.rootfs / "proc")
+    (ct.rootfs / "a" / "proc").mkdir(parents=True)
+    os.symlink("/a/proc", ct.rootfs / "proc")
+    ct.add_mount("/a", "bind", vol, ["rbind", "rw"])
+    run_refused_over_proc(ct, vol, "/a", "cover the container's /proc")
+
+
+def test_lxcfs_style_files_over_proc_allowed(ct):
+    """What lxcfs does, and runc allows: a file bound over /proc/meminfo or /proc/uptime (a
+    per-container view of the machine). It must keep working."""
+    fake = ct.tmp / "lxcfs"
+    fake.mkdir()
+    (fake / "meminfo").write_text("MemTotal: 12345 kB\n")
+    (fake / "uptime").write_text("42.00 41.00\n")
+    ct.add_mount("/proc/meminfo", "bind", fake / "meminfo", ["bind", "ro"])
+    ct.add_mount("/proc/uptime", "bind", fake / "uptime", ["bind", "ro"])
+    res, lines = sh_lines(ct, "/probe cat /proc/meminfo; /probe cat /proc/uptime")
+    res.check()
+    assert lines[:2] == ["MemTotal: 12345 kB", "42.00 41.00"], lines
 
 
 # ---------------------------------------------------------------------------
@@ -817,9 +929,7 @@ def test_sysctl_value_injection_refused(ct, value, refused):
     "net/../kernel/core_pattern",
     "net.ipv4/../../kernel/core_pattern",
     "net...kernel.core_pattern",
-    pytest.param("net.ipv4.ip_forward\nkernel.core_pattern", marks=pytest.mark.xfail(
-        IS_LAMINA, strict=True, reason="lamina refuses it, but its error message carries the "
-        "key's raw newline: two lines, the second one chosen by the config")),
+    "net.ipv4.ip_forward\nkernel.core_pattern",
 ])
 def test_sysctl_key_injection_refused(ct, key):
     """CVE-2022-0811 through the key: a key that starts like a namespaced one ("net.")

@@ -678,6 +678,75 @@ static void test_mount_errors(void **state)
 	expect_cfg_error(NULL, "'mounts':{}", "mounts: expected an array");
 }
 
+/* CVE-2019-16884: nothing but procfs at or inside /proc (runc's checkProcMount). */
+static void test_mount_proc_rule(void **state)
+{
+	/* at /proc: a fresh proc, or a bind (its source is checked at mount time) */
+	lm_spec_free(parse_cfg_ok(NULL, "'mounts':[{'destination':'/proc','type':'proc','source':'proc'}]"));
+	lm_spec_free(parse_cfg_ok(NULL, "'mounts':[{'destination':'/proc/','type':'bind','source':'/proc',"
+					"'options':['rbind']}]"));
+	expect_cfg_error(NULL, "'mounts':[{'destination':'/a','type':'tmpfs'},{'destination':'/proc','type':'tmpfs','source':'tmpfs'}]",
+			 "mounts[1]: tmpfs mount on /proc refused: only a proc filesystem may be mounted on /proc");
+	expect_cfg_error(NULL, "'mounts':[{'destination':'//proc/.','type':'sysfs','source':'sysfs'}]",
+			 "mounts[0]: sysfs mount on //proc/. refused");
+	expect_cfg_error(NULL, "'mounts':[{'destination':'/tmp/../proc'}]", "untyped mount on /tmp/../proc refused");
+	/* inside /proc: binds (from procfs, checked at mount time) and the lxcfs files */
+	expect_cfg_error(NULL, "'mounts':[{'destination':'/proc/sys','type':'tmpfs','source':'tmpfs'}]",
+			 "mounts[0]: tmpfs mount on /proc/sys refused: nothing may be mounted inside /proc");
+	expect_cfg_error(NULL, "'mounts':[{'destination':'/proc/self/oom_score_adj','type':'proc','source':'proc'}]",
+			 "refused");
+	lm_spec_free(parse_cfg_ok(NULL, "'mounts':[{'destination':'/proc/sys','type':'bind','source':'/v',"
+					"'options':['bind']}]"));
+	lm_spec_free(parse_cfg_ok(NULL, "'mounts':[{'destination':'/proc/meminfo','type':'fuse','source':'lxcfs'},"
+					"{'destination':'/proc/sys/kernel/ns_last_pid','type':'tmpfs'},"
+					"{'destination':'/proc/./net/dev','type':'bind','source':'/x','options':['bind']}]"));
+	/* only /proc itself, not look-alikes */
+	lm_spec_free(parse_cfg_ok(NULL, "'mounts':[{'destination':'/procfs','type':'tmpfs'},"
+					"{'destination':'/x/proc','type':'tmpfs'},{'destination':'/proc2/sys','type':'tmpfs'}]"));
+
+	/* the rule itself, as mount time applies it once the source is known */
+	struct lm_mount bind = { .bind = true, .recursive = true, .type = (char *)"bind" };
+	struct lm_mount fresh = { .type = (char *)"proc" };
+	struct lm_mount tmpfs = { .type = (char *)"tmpfs" };
+	struct lm_mount bindproc = { .bind = true, .type = (char *)"proc" };
+	assert_null(lm_spec_proc_mount_refusal("", &fresh, false));
+	assert_null(lm_spec_proc_mount_refusal("", &bind, true));
+	assert_non_null(lm_spec_proc_mount_refusal("", &bind, false));
+	assert_non_null(lm_spec_proc_mount_refusal("", &bindproc, false));
+	assert_non_null(lm_spec_proc_mount_refusal("", &tmpfs, true));
+	assert_null(lm_spec_proc_mount_refusal("sys/net", &bind, true));
+	assert_non_null(lm_spec_proc_mount_refusal("sys/net", &bind, false));
+	assert_non_null(lm_spec_proc_mount_refusal("sys", &fresh, true));
+	assert_non_null(lm_spec_proc_mount_refusal("sys", &tmpfs, false));
+	assert_non_null(lm_spec_proc_mount_refusal("meminfo/x", &bind, false));
+	static const char *const lxcfs[] = { "cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime",
+					     "loadavg", "slabinfo", "net/dev", "sys/kernel/ns_last_pid",
+					     "sys/crypto/fips_enabled" };
+	for (size_t i = 0; i < sizeof(lxcfs) / sizeof(lxcfs[0]); i++) {
+		assert_null(lm_spec_proc_mount_refusal(lxcfs[i], &bind, false));
+		assert_null(lm_spec_proc_mount_refusal(lxcfs[i], &tmpfs, false));
+	}
+}
+
+/* Config strings in error messages: control characters escaped, one line. */
+static void test_errors_escape_control_characters(void **state)
+{
+	struct lm_error err = { 0 };
+	struct lm_spec *spec = NULL;
+	char *json = make_config(NULL, "'linux':{'sysctl':{'net.ipv4.ip_forward\\nkernel.core_pattern':'1'}}");
+	assert_true(lm_spec_parse(json, strlen(json), BUNDLE, &spec, &err) < 0);
+	assert_string_equal(err.msg, "linux.sysctl[\"net.ipv4.ip_forward\\nkernel.core_pattern\"]: invalid name");
+	free(json);
+	json = make_config(NULL, "'mounts':[{'destination':'x\\u001b[2J\\r','type':'tmpfs'}]");
+	assert_true(lm_spec_parse(json, strlen(json), BUNDLE, &spec, &err) < 0);
+	assert_string_equal(err.msg, "mounts[0].destination: must be an absolute path, got \"x\\x1b[2J\\r\"");
+	assert_null(strpbrk(err.msg, "\n\r\x1b"));
+	free(json);
+	expect_cfg_error(NULL, "'linux':{'sysctl':{'net.core.somaxconn\\t':'1'}}", "invalid name");
+	expect_cfg_error(NULL, "'linux':{'sysctl':{'net.core somaxconn':'1'}}", "invalid name");
+	expect_cfg_error("'cwd':'rel\\u007f'", NULL, "process.cwd: must be an absolute path, got \"rel\\x7f\"");
+}
+
 static void test_mount_relative_bind_source(void **state)
 {
 	struct lm_spec *s = parse_cfg_ok(NULL,
@@ -1180,6 +1249,8 @@ int main(void)
 		cmocka_unit_test(test_mount_data),
 		cmocka_unit_test(test_mount_errors),
 		cmocka_unit_test(test_mount_relative_bind_source),
+		cmocka_unit_test(test_mount_proc_rule),
+		cmocka_unit_test(test_errors_escape_control_characters),
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_id_mappings),
 		cmocka_unit_test(test_devices),
