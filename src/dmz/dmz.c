@@ -59,6 +59,36 @@ static void put(const char *s)
 	sys3(__NR_write, 2, (long)s, (long)len(s));
 }
 
+/* The failure message, built whole and written at once. */
+struct msg {
+	char buf[512];
+	unsigned long n;
+};
+
+static void add(struct msg *m, const char *s)
+{
+	while (*s && m->n < sizeof(m->buf) - 1)
+		m->buf[m->n++] = *s++;
+}
+
+/* The program's name comes from the config: control bytes shown as \xNN,
+ * so the message stays one line (as lamina's own errors). */
+static void add_name(struct msg *m, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (; *s && m->n < sizeof(m->buf) - 5; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != 0x7f) {
+			m->buf[m->n++] = (char)c;
+			continue;
+		}
+		m->buf[m->n++] = '\\';
+		m->buf[m->n++] = 'x';
+		m->buf[m->n++] = hex[c >> 4];
+		m->buf[m->n++] = hex[c & 15];
+	}
+}
+
 static const char *reason(long e)
 {
 	switch (e) {
@@ -111,10 +141,13 @@ void dmz_main(long *sp)
 		why = p;
 		e = EACCES; /* anything but ENOENT: 126 */
 	}
-	put("lamina: exec ");
-	put(argv[1]);
-	put(": ");
-	put(why);
-	put("\n");
+	struct msg m;
+	m.n = 0;
+	add(&m, "lamina: exec ");
+	add_name(&m, argv[1]);
+	add(&m, ": ");
+	add(&m, why);
+	m.buf[m.n++] = '\n';
+	sys3(__NR_write, 2, (long)m.buf, (long)m.n);
 	leave(e == ENOENT ? 127 : 126);
 }

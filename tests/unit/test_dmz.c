@@ -139,6 +139,11 @@ static void test_exec_errors_read_as_a_shells(void **state)
 	assert_int_equal(launch(missing, argv, envp, out, sizeof(out)), 127);
 	assert_string_equal(out, "lamina: exec prog: No such file or directory\n");
 
+	/* a name with control bytes stays one line */
+	const char *odd[] = {"pro\ng\033", NULL};
+	assert_int_equal(launch(missing, odd, envp, out, sizeof(out)), 127);
+	assert_string_equal(out, "lamina: exec pro\\x0ag\\x1b: No such file or directory\n");
+
 	char plain[128];
 	FMT(plain, "%s/plain", tmp);
 	tu_write_file(plain, "data\n", 5, 0644);
