@@ -513,6 +513,35 @@ def remove_new_netavark_rules(before):
     return removed
 
 
+def nft_objects():
+    """{(family, table)} and {(family, table, chain)} as nft sees them (iptables-nft
+    makes built-in chains, even a table, the first time a rule needs them)."""
+    if not shutil.which("nft"):
+        return set(), set()
+    r = subprocess.run(["nft", "-j", "list", "chains"], capture_output=True, text=True)
+    t = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True)
+    if r.returncode != 0 or t.returncode != 0:
+        return set(), set()
+    chains = {(o["chain"]["family"], o["chain"]["table"], o["chain"]["name"])
+              for o in json.loads(r.stdout)["nftables"] if "chain" in o}
+    tables = {(o["table"]["family"], o["table"]["name"])
+              for o in json.loads(t.stdout)["nftables"] if "table" in o}
+    return tables, chains
+
+
+def remove_new_empty_nft_objects(before):
+    """Deletes the chains and tables that appeared since `before` and are empty now
+    (nft refuses to delete a chain that has rules, so nobody else's are touched)."""
+    tables_before, chains_before = before
+    tables, chains = nft_objects()
+    for fam, table, chain in chains - chains_before:
+        subprocess.run(["nft", "delete", "chain", fam, table, chain], capture_output=True)
+    _, chains = nft_objects()
+    for fam, table in tables - tables_before:
+        if not any(c[:2] == (fam, table) for c in chains):
+            subprocess.run(["nft", "delete", "table", fam, table], capture_output=True)
+
+
 @pytest.fixture
 def host_network_restored(podman):
     """Saves net.ipv4.ip_forward and the firewall; afterwards puts them back, and fails
@@ -523,11 +552,12 @@ def host_network_restored(podman):
         wait_for(lambda: try_lock(lock), timeout=300, interval=0.2,
                  what="the podman network test of another session")
         forward = IP_FORWARD.read_text()
-        rules = firewall_rules()
+        rules, nft = firewall_rules(), nft_objects()
         try:
             yield
         finally:
             remove_new_netavark_rules(rules)
+            remove_new_empty_nft_objects(nft)
             IP_FORWARD.write_text(forward)
     problems = []
     if subprocess.run(["ip", "link", "show", podman.bridge], capture_output=True).returncode == 0:
