@@ -930,8 +930,16 @@ int lm_container_delete(const char *root, const char *id, bool force, struct lm_
 {
 	autofd dirfd = -1;
 	struct lm_state st;
-	if (read_state(root, id, &dirfd, &st, err) < 0)
+	if (read_state(root, id, &dirfd, &st, err) < 0) {
+		/* As runc and crun: forcing the delete of a container that is not
+		 * there succeeds.  podman deletes with --force after a failed
+		 * create, which has already removed everything. */
+		if (force && err->code == ENOENT) {
+			lm_error_clear(err);
+			return 0;
+		}
 		return -1;
+	}
 	int ret = -1;
 	autofd pidfd = -1;
 	flock(dirfd, LOCK_EX);

@@ -45,6 +45,7 @@ int lm_container_start(const char *root, const char *id, struct lm_error *err);
 /* The OCI state object, as printed by `state`. */
 int lm_container_state(const char *root, const char *id, json_t **out, struct lm_error *err);
 int lm_container_kill(const char *root, const char *id, int sig, bool all, struct lm_error *err);
+/* force: kill a container that still runs; one that does not exist is not an error. */
 int lm_container_delete(const char *root, const char *id, bool force, struct lm_error *err);
 /* Array of state objects for every container under root. */
 int lm_container_list(const char *root, json_t **out, struct lm_error *err);

@@ -150,6 +150,19 @@ def test_delete_force_created(ct):
     assert not ct.has_state()
 
 
+def test_delete_missing_container(ct):
+    """Deleting a container that does not exist is an error, but with --force it
+    succeeds quietly, as with runc and crun: podman runs `delete --force` after a
+    create that failed (and that already removed everything)."""
+    one_line_error(ct.delete())
+    res = ct.delete("--force")
+    assert res.returncode == 0 and res.stderr == "", res
+    ct.probe_args("exit", "0")
+    ct.run().check()
+    res = ct.delete("--force")
+    assert res.returncode == 0 and res.stderr == "", res
+
+
 def test_delete_stopped_removes_cgroup(ct):
     ct.probe_args("exit", "0")
     ct.create().check()
