@@ -504,7 +504,17 @@ static int fetch_layers_shared(struct lm_store *s, struct lm_registry_client *cl
 	}
 	if (fetch_layers(s, client, ref, m, diff_ids, chain_ids, others, progress, err) < 0)
 		goto out;
-	/* second round: wait for the other pullers, then do what they did not */
+	/* What we made is there: let go of it before waiting for the others.
+	 * Holding it, two pulls that split the layers between them would each
+	 * wait for the other's lock forever. */
+	for (size_t i = 0; i < n; i++)
+		if (locks[i] >= 0) {
+			close(locks[i]);
+			locks[i] = -1;
+		}
+	/* second round: wait for the other pullers, then do what they did not
+	 * (locks taken in layer order, the same order for every image sharing
+	 * a layer: a chain id fixes the layers below it) */
 	bool again = false;
 	for (size_t i = 0; i < n; i++) {
 		if (!others[i])

@@ -7,6 +7,7 @@ and hard links across layers, busybox + probe + /etc/passwd with an entrypoint (
 "app" image), and layers that try to escape their directory or lie about their diff id.
 """
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import registry as reg
-from conftest import BUILD, OCI, PROBE, make_rootfs, mounts_under
+from conftest import BUILD, OCI, PROBE, make_rootfs, mounts_under, wait_for
 
 pytestmark = [
     pytest.mark.skipif(bool(reg.MISSING), reason=f"needs {', '.join(reg.MISSING)}"),
@@ -111,7 +112,15 @@ def add_image(layout, tag, layers, config=None, arch="amd64", variant=None, inde
         index["manifests"].append(entry)
         (layout / "index.json").write_text(json.dumps(index))
     return {"manifest": m["digest"], "config": c["digest"], "layers": [d["digest"] for d in descs],
-            "descriptor": m}
+            "diff_ids": diff_ids, "descriptor": m}
+
+
+def chain_ids(diff_ids):
+    """The OCI chain ids of a layer stack: what names its snapshots and layer locks."""
+    chains = [diff_ids[0]]
+    for d in diff_ids[1:]:
+        chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {d}".encode()).hexdigest())
+    return chains
 
 
 def tar_bytes(entries):
@@ -592,6 +601,45 @@ def test_concurrent_pulls_share_one_download(lamina, registry, images):
         assert len(layer_gets) == len(images["three"]["layers"]), [r[1] for r in layer_gets]
     finally:
         proxy.stop()
+    assert len(lamina.images()) == 1 and len(lamina.snapshots()) == 3
+
+
+def test_pulls_that_split_the_layers_do_not_deadlock(lamina, registry, images):
+    """Another puller (here the test, holding its lock) is making layer 2 of 3 when a pull
+    starts: the pull makes layers 1 and 3, then waits for layer 2. It must not keep its own
+    layers locked while it waits, since the other puller may need one of them next: two
+    pulls that split the layers between them used to wait for each other forever. Once
+    the other lets go without having made layer 2, the pull makes it itself."""
+    chains = chain_ids(images["three"]["diff_ids"])
+    locks = lamina.root / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    snap = lambda c: lamina.root / "snapshots" / c[7:]
+    with open(locks / chains[1][7:], "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
+        env["HOME"] = str(lamina.home)
+        cmd = [str(LAMINA), "--root", str(lamina.root), "--state", str(lamina.state), "pull",
+               f"{registry.host}/test/three:1"]
+        pull = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: snap(chains[0]).exists() and snap(chains[2]).exists(), timeout=30,
+                     what="the pull to make layers 1 and 3")
+            assert not snap(chains[1]).exists()
+            # as the other puller would next: take layer 1's lock
+            with open(locks / chains[0][7:], "w") as first:
+                def try_lock():
+                    try:
+                        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        return True
+                    except BlockingIOError:
+                        return False
+                wait_for(try_lock, timeout=10, what="the waiting pull to let go of layer 1")
+            assert pull.poll() is None, "the pull did not wait for layer 2"
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, errs = pull.communicate(timeout=60)
+    assert pull.returncode == 0, errs
+    assert snap(chains[1]).exists()
     assert len(lamina.images()) == 1 and len(lamina.snapshots()) == 3
 
 
