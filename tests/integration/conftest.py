@@ -325,6 +325,28 @@ def mounts_under(path):
     return found
 
 
+
+def unmount_all_under(path):
+    """Lazily unmount whatever is mounted under path (deepest first); returns what was."""
+    leaked = mounts_under(path)
+    for mp in sorted(leaked, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    return leaked
+
+
+def mount_at(out, path):
+    """The last (topmost) mount at path in the probe's mount list, or None."""
+    found = [m for m in out["mounts"] if m["mount_point"] == path]
+    return found[-1] if found else None
+
+
+def opts(m):
+    return set(m["options"].split(","))
+
+
+def super_opts(m):
+    return set(m["super_options"].split(","))
+
 def cgroup_dirs_for(cgroups_path):
     """Existing host cgroup directories for a cgroupsPath, in any hierarchy."""
     rel = cgroups_path.lstrip("/")
@@ -576,11 +598,9 @@ class Container:
                 problems.append(f"cgroup left behind: {d}")
                 kill_cgroup_tasks(d)
                 remove_cgroup_tree(d)
-        leaked = mounts_under(self.tmp)
+        leaked = unmount_all_under(self.tmp)
         if leaked:
             problems.append(f"mounts left behind: {leaked}")
-            for mp in sorted(leaked, key=len, reverse=True):
-                subprocess.run(["umount", "-l", mp], capture_output=True)
         return problems
 
 

@@ -281,6 +281,18 @@ def self_exe_trap(ct, rt):
     ct.process["env"].append("LD_PRELOAD=/fifo")
 
 
+def self_exe_attacker(ct, monkeypatch):
+    """A copy of the runtime, the trapped image, and the container started with the
+    attacker as its init, waiting on the fifo; returns (the copy, the marker path)."""
+    rt = RuntimeCopy(ct, monkeypatch)
+    self_exe_trap(ct, rt)
+    marker = ct.tmp / "escaped"
+    ct.set_args(*escape_cmd(rt.devino, marker, fifo="/fifo", go="/tmp/go"))
+    ct.create().check()
+    ct.start().check()
+    return rt, marker
+
+
 def spring_self_exe_trap(ct, rt, marker):
     """After the runtime ran the trapped /bin/sh: the attacker (the container's output)
     reports what it caught, waits for the runtime to exit, then tries to overwrite it."""
@@ -307,12 +319,7 @@ def test_exec_of_proc_self_exe_script(ct, monkeypatch):
     Defence: the runtime's last execve is of lamina-dmz from a sealed memfd made for
     that one process (src/runtime/dmz.h), which execs the program: /proc/self/exe is
     then that sealed copy, never the host's file."""
-    rt = RuntimeCopy(ct, monkeypatch)
-    self_exe_trap(ct, rt)
-    marker = ct.tmp / "escaped"
-    ct.set_args(*escape_cmd(rt.devino, marker, fifo="/fifo", go="/tmp/go"))
-    ct.create().check()
-    ct.start().check()
+    rt, marker = self_exe_attacker(ct, monkeypatch)
     ct.exec("/bin/sh", "-c", "true")  # the operator's `exec CONTAINER sh`: fails, fine
     spring_self_exe_trap(ct, rt, marker)
 
@@ -325,12 +332,7 @@ def test_start_of_proc_self_exe_script(ct, monkeypatch):
     the runtime's loader would open. Defence: as for exec, the init's last execve is of
     the sealed launcher, so the script reaches that copy (which then has nothing to run
     and exits 127), never the host's runtime binary."""
-    rt = RuntimeCopy(ct, monkeypatch)
-    self_exe_trap(ct, rt)
-    marker = ct.tmp / "escaped"
-    ct.set_args(*escape_cmd(rt.devino, marker, fifo="/fifo", go="/tmp/go"))
-    ct.create().check()
-    ct.start().check()
+    rt, marker = self_exe_attacker(ct, monkeypatch)
     b = ct.new_id()
     ct.set_namespace_path("pid", f"/proc/{ct.state()['pid']}/ns/pid")
     ct.set_args("/bin/sh")

@@ -5,21 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import CGROUP_MODE, CGROUP_V1, IS_LAMINA, mounts_under
-
-
-def mount_at(out, path):
-    """The last (topmost) mount at path in the probe's mount list, or None."""
-    found = [m for m in out["mounts"] if m["mount_point"] == path]
-    return found[-1] if found else None
-
-
-def opts(m):
-    return set(m["options"].split(","))
-
-
-def super_opts(m):
-    return set(m["super_options"].split(","))
+from conftest import CGROUP_MODE, CGROUP_V1, IS_LAMINA, mount_at, mounts_under, opts, super_opts
 
 
 def host_dir_with_file(ct, name="hostdir", content="hello\n"):

@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 import registry as reg
-from conftest import (CGROUP_PARENT, IS_RUNC, OCI, make_rootfs, mounts_under,
+from conftest import (CGROUP_PARENT, IS_RUNC, OCI, make_rootfs, unmount_all_under,
                       remove_cgroup_tree, kill_cgroup_tasks, run, v1_controller_dirs,
                       wait_for)
 
@@ -263,11 +263,9 @@ class Podman:
                 if c.is_dir():
                     kill_cgroup_tasks(c)
             remove_cgroup_tree(parent)
-        leaked = mounts_under(self.work)
+        leaked = unmount_all_under(self.work)
         if leaked:
             problems.append(f"mounts left: {leaked}")
-            for mp in sorted(leaked, key=len, reverse=True):
-                subprocess.run(["umount", "-l", mp], capture_output=True)
         shutil.rmtree(self.work, ignore_errors=True)
         return problems
 

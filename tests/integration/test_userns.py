@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 from conftest import (CGROUP_MODE, CGROUP_V1, IS_LAMINA, IS_RUNC, host_cgroup_dir, lamina_only,
-                      one_line_error, runc_differs, terminal_json, wait_for)
+                      mount_at, one_line_error, opts, runc_differs, super_opts,
+                      terminal_json, wait_for)
 from test_namespaces import host_ns, userns_config
 
 HOST_ID = 100000
@@ -193,19 +194,6 @@ def test_privileged_acts_on_the_host_fail(ct):
 
 # ---------------------------------------------------------------------------
 # 2. mounts inside the user namespace
-
-def mount_at(out, path):
-    found = [m for m in out["mounts"] if m["mount_point"] == path]
-    return found[-1] if found else None
-
-
-def opts(m):
-    return set(m["options"].split(","))
-
-
-def super_opts(m):
-    return set(m["super_options"].split(","))
-
 
 def test_default_mounts(ct):
     userns_config(ct)
