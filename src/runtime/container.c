@@ -233,6 +233,8 @@ static int check_supported(const struct lm_spec *spec, struct lm_error *err)
 			      "linux.uidMappings and linux.gidMappings need a user namespace (linux.namespaces has no \"user\")");
 	if (user && !user->path && check_mapped(spec, err) < 0)
 		return -1;
+	if (lm_process_check_lsm(&spec->process, err) < 0)
+		return -1;
 	if (spec->hostname && spec->hostname[0]) {
 		const struct lm_namespace *uts = lm_spec_namespace(spec, LM_NS_UTS);
 		if (!uts || uts->path)

@@ -277,6 +277,8 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 			goto out;
 		proc = &spec->process;
 	}
+	if (lm_process_check_lsm(proc, err) < 0)
+		goto out;
 	/* The container's filter applies to every process in it. */
 	if (spec->has_seccomp && lm_seccomp_prepare(spec->seccomp_json, o->root, &seccomp, err) < 0)
 		goto out;

@@ -83,6 +83,11 @@ int lm_process_apply_rlimits(const struct lm_process *proc, struct lm_error *err
 int lm_process_apply_oom_score(const struct lm_process *proc, struct lm_error *err);
 /* Find args[0] in the process's PATH inside the current root; *path malloc'd. */
 int lm_process_lookup(const struct lm_process *proc, char **path, struct lm_error *err);
+/* process.apparmorProfile and process.selinuxLabel: lamina applies neither.
+ * Refused when the host enforces that LSM (the container would run less
+ * confined than asked); a warning when it does not (there is nothing to
+ * apply, as for any runtime on such a host). */
+int lm_process_check_lsm(const struct lm_process *proc, struct lm_error *err);
 /* uid/gid/groups, capabilities, no_new_privs, umask. */
 int lm_process_apply_identity(const struct lm_process *proc, struct lm_error *err);
 /* Mark every fd above the preserved ones close-on-exec, so no host fd

@@ -26,6 +26,7 @@
 #include "runtime/internal.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/log.h"
 
 static const char *rlimit_name(int resource)
 {
@@ -258,6 +259,42 @@ int lm_process_seal_fds(int preserve_fds, struct lm_error *err)
 	for (unsigned fd = 3; fd < first; fd++)
 		if (fcntl((int)fd, F_SETFD, 0) < 0)
 			return lm_err_sys(err, "preserve fd %u", fd);
+	return 0;
+}
+
+/* Whether the host runs an LSM: its name in securityfs's list, or (without
+ * securityfs) the module's own sign in sysfs. */
+static bool lsm_enabled(const char *name, const char *sign)
+{
+	autofree char *list = NULL;
+	struct lm_error ignored;
+	if (lm_read_file_at(AT_FDCWD, "/sys/kernel/security/lsm", 4096, &list, NULL, &ignored) == 0) {
+		for (char *save = NULL, *tok = strtok_r(list, ",\n", &save); tok; tok = strtok_r(NULL, ",\n", &save))
+			if (!strcmp(tok, name))
+				return true;
+		return false;
+	}
+	return access(sign, F_OK) == 0;
+}
+
+int lm_process_check_lsm(const struct lm_process *proc, struct lm_error *err)
+{
+	const char *aa = proc->apparmor_profile;
+	if (aa && *aa && strcmp(aa, "unconfined")) {
+		if (lsm_enabled("apparmor", "/sys/module/apparmor/parameters/enabled"))
+			return lm_err(err, ENOTSUP,
+				      "process.apparmorProfile \"%s\": lamina does not apply AppArmor profiles, "
+				      "and this host enforces AppArmor", aa);
+		lm_warn("process.apparmorProfile \"%s\" ignored: AppArmor is not enabled on this host", aa);
+	}
+	const char *se = proc->selinux_label;
+	if (se && *se) {
+		if (lsm_enabled("selinux", "/sys/fs/selinux/enforce"))
+			return lm_err(err, ENOTSUP,
+				      "process.selinuxLabel \"%s\": lamina does not apply SELinux labels, "
+				      "and this host runs SELinux", se);
+		lm_warn("process.selinuxLabel \"%s\" ignored: SELinux is not enabled on this host", se);
+	}
 	return 0;
 }
 

@@ -109,8 +109,8 @@ struct lm_process {
 	bool no_new_privileges;
 	int oom_score_adj;
 	bool has_oom_score_adj;
-	char *apparmor_profile;  /* parsed, not applied (no AppArmor here) */
-	char *selinux_label;     /* parsed, not applied */
+	char *apparmor_profile;  /* not applied: see lm_process_check_lsm */
+	char *selinux_label;     /* not applied: see lm_process_check_lsm */
 };
 
 /* One OCI hook (run by runtime/hooks.c). */

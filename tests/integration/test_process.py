@@ -1,6 +1,7 @@
 """process.*: args, env, cwd, user, umask, capabilities, no_new_privs, rlimits,
 oomScoreAdj, and hostname / domainname / sysctl."""
 
+import json
 import os
 import resource
 
@@ -384,3 +385,49 @@ def test_sysctl_not_namespaced_refused(ct):
                 f.write(before)
     assert after == before, "a container changed a host-wide sysctl"
     one_line_error(res)
+
+
+# ---------------------------------------------------------------------------
+# LSM fields: lamina applies neither; it never pretends to
+
+def lsm_enabled(name, sign):
+    try:
+        return name in open("/sys/kernel/security/lsm").read().strip().split(",")
+    except OSError:
+        return os.path.exists(sign)
+
+
+LSM_FIELDS = [("apparmorProfile", "lamina-test-profile", "apparmor", "/sys/module/apparmor/parameters/enabled"),
+              ("selinuxLabel", "system_u:system_r:container_t:s0", "selinux", "/sys/fs/selinux/enforce")]
+
+
+@pytest.mark.parametrize("field,value,lsm,sign", LSM_FIELDS)
+@pytest.mark.parametrize("where", ["create", "exec"])
+def test_lsm_field_refused_or_warned(ct, field, value, lsm, sign, where):
+    """process.apparmorProfile / selinuxLabel: lamina applies neither, so where the host
+    enforces that LSM the container (or exec'd process) is refused rather than run less
+    confined than asked, and where it does not, it runs with a warning naming the field."""
+    enabled = lsm_enabled(lsm, sign)
+    if where == "create":
+        ct.process[field] = value
+        ct.set_args("/bin/true")
+        res = ct.run()
+    else:
+        ct.start_sleeper(10)
+        proc = dict(ct.process, args=["/bin/true"], **{field: value})
+        path = ct.tmp / "process.json"
+        path.write_text(json.dumps(proc))
+        res = ct.oci("exec", "--process", str(path), ct.id)
+    if IS_LAMINA and enabled:
+        assert res.returncode != 0
+        assert field in one_line_error(res) and "does not apply" in res.stderr
+    elif IS_LAMINA:
+        assert res.returncode == 0, res
+        assert f"{field} \"{value}\" ignored" in res.stderr
+
+
+def test_apparmor_unconfined_is_no_warning(ct):
+    ct.process["apparmorProfile"] = "unconfined"
+    ct.set_args("/bin/true")
+    res = ct.run().check()
+    assert "apparmorProfile" not in res.stderr
