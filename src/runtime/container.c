@@ -113,7 +113,7 @@ struct create_ctx {
 	char *cg_path;
 	int console_fd;
 	int sync_fd;
-	int dmz_fd;          /* the sealed launcher (runtime/dmz.h), or -1 */
+	struct lm_dmz dmz;   /* the sealed launcher (runtime/dmz.h) */
 	pid_t pid;
 	int pidfd;
 	struct lm_device_rule *rules;
@@ -124,7 +124,7 @@ struct create_ctx {
 static void create_ctx_init(struct create_ctx *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->state_dirfd = c->console_fd = c->sync_fd = c->pidfd = c->dmz_fd = -1;
+	c->state_dirfd = c->console_fd = c->sync_fd = c->pidfd = c->dmz.fd = -1;
 }
 
 static void create_ctx_release(struct create_ctx *c)
@@ -135,8 +135,8 @@ static void create_ctx_release(struct create_ctx *c)
 		close(c->console_fd);
 	if (c->sync_fd >= 0)
 		close(c->sync_fd);
-	if (c->dmz_fd >= 0)
-		close(c->dmz_fd);
+	if (c->dmz.fd >= 0)
+		close(c->dmz.fd);
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	if (c->cg_created)
@@ -477,7 +477,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		if (c->console_fd < 0)
 			goto fail;
 	}
-	if (lm_dmz_prepare(c->spec->has_seccomp ? c->spec->seccomp_json : NULL, opts->preserve_fds, &c->dmz_fd, err) < 0)
+	if (lm_dmz_prepare(c->spec, opts->preserve_fds, &c->dmz, err) < 0)
 		goto fail;
 
 	int sv[2];
@@ -528,7 +528,7 @@ static int create_common(const struct lm_create_opts *opts, bool run_mode, struc
 		.preserve_fds = opts->preserve_fds,
 		.bundle = c->bundle,
 		.seccomp = c->spec->has_seccomp ? &c->seccomp : NULL,
-		.dmz_fd = c->dmz_fd,
+		.dmz = c->dmz,
 	};
 	memcpy(ictx.joined_not_host, joined_not_host, sizeof(joined_not_host));
 	/* The child starts in the bundle so relative mount sources resolve

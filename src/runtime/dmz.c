@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,9 +55,9 @@ int lm_dmz_open(int min_fd, struct lm_error *err)
 	return fd;
 }
 
-void lm_dmz_exec(int dmz_fd, const char *exe, char *const argv[], char *const envp[])
+void lm_dmz_exec(const struct lm_dmz *dmz, const char *exe, char *const argv[], char *const envp[])
 {
-	if (dmz_fd < 0) {
+	if (dmz->fd < 0) {
 		execve(exe, argv, envp);
 		return;
 	}
@@ -70,7 +71,14 @@ void lm_dmz_exec(int dmz_fd, const char *exe, char *const argv[], char *const en
 	}
 	args[0] = (char *)exe;
 	memcpy(args + 1, argv, n * sizeof(*args));
-	syscall(SYS_execveat, dmz_fd, "", args, envp, AT_EMPTY_PATH);
+	if (dmz->via_proc) {
+		/* the kernel opens the memfd before close-on-exec closes it */
+		char path[32];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", dmz->fd);
+		execve(path, args, envp);
+	} else {
+		syscall(SYS_execveat, dmz->fd, "", args, envp, AT_EMPTY_PATH);
+	}
 	int saved = errno;
 	free(args);
 	errno = saved;
@@ -83,7 +91,7 @@ static bool allows(const char *action)
 	return action && (!strcmp(action, "SCMP_ACT_ALLOW") || !strcmp(action, "SCMP_ACT_LOG"));
 }
 
-bool lm_dmz_seccomp_ok(const char *seccomp_json)
+bool lm_dmz_seccomp_allows(const char *seccomp_json, const char *syscall)
 {
 	if (!seccomp_json)
 		return true;
@@ -98,7 +106,7 @@ bool lm_dmz_seccomp_ok(const char *seccomp_json)
 		size_t j;
 		bool match = false;
 		json_array_foreach(json_object_get(rule, "names"), j, name)
-			match |= json_is_string(name) && !strcmp(json_string_value(name), "execveat");
+			match |= json_is_string(name) && !strcmp(json_string_value(name), syscall);
 		if (!match)
 			continue;
 		named = true;
@@ -112,14 +120,30 @@ bool lm_dmz_seccomp_ok(const char *seccomp_json)
 	return ok;
 }
 
-int lm_dmz_prepare(const char *seccomp_json, int preserve_fds, int *fd, struct lm_error *err)
+static bool proc_mounted(const struct lm_spec *spec)
 {
-	*fd = -1;
-	if (!lm_dmz_seccomp_ok(seccomp_json)) {
-		lm_warn("the seccomp profile does not allow execveat: the program is exec'd without "
-			"the sealed launcher (no protection against a '#!/proc/self/exe' program)");
-		return 0;
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		const struct lm_mount *m = &spec->mounts[i];
+		if (!strcmp(m->destination, "/proc") && m->type && !strcmp(m->type, "proc"))
+			return true;
 	}
-	*fd = lm_dmz_open(3 + (preserve_fds > 0 ? preserve_fds : 0), err);
-	return *fd < 0 ? -1 : 0;
+	return false;
+}
+
+int lm_dmz_prepare(const struct lm_spec *spec, int preserve_fds, struct lm_dmz *dmz, struct lm_error *err)
+{
+	dmz->fd = -1;
+	dmz->via_proc = false;
+	const char *profile = spec->has_seccomp ? spec->seccomp_json : NULL;
+	if (!lm_dmz_seccomp_allows(profile, "execveat")) {
+		if (!proc_mounted(spec) || !lm_dmz_seccomp_allows(profile, "execve")) {
+			lm_warn("the seccomp profile does not allow execveat and no procfs is mounted at /proc: "
+				"the program is exec'd without the sealed launcher (no protection against a "
+				"'#!/proc/self/exe' program)");
+			return 0;
+		}
+		dmz->via_proc = true;
+	}
+	dmz->fd = lm_dmz_open(3 + (preserve_fds > 0 ? preserve_fds : 0), err);
+	return dmz->fd < 0 ? -1 : 0;
 }

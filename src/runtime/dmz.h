@@ -8,24 +8,32 @@
 
 #include <stdbool.h>
 
+#include "runtime/spec.h"
 #include "util/error.h"
+
+/* How the container process reaches the launcher. */
+struct lm_dmz {
+	int fd;        /* the sealed memfd, or -1: the program is exec'd directly */
+	bool via_proc; /* execve("/proc/self/fd/N") rather than execveat(N) */
+};
 
 /* A sealed, close-on-exec memfd holding lamina-dmz, at an fd number of at
  * least min_fd (above the fds a container is given with --preserve-fds). */
 int lm_dmz_open(int min_fd, struct lm_error *err);
 
 /* In the container process, as its last step: exec exe with argv and envp
- * through the launcher (dmz_fd < 0: directly).  Returns only on failure,
+ * through the launcher (dmz->fd < 0: directly).  Returns only on failure,
  * with errno set.  Allocates (the launcher's argv). */
-void lm_dmz_exec(int dmz_fd, const char *exe, char *const argv[], char *const envp[]);
+void lm_dmz_exec(const struct lm_dmz *dmz, const char *exe, char *const argv[], char *const envp[]);
 
-/* The launcher for a container process: *fd a sealed memfd (lm_dmz_open
- * above the preserved fds), or -1 with a warning when the container's
- * seccomp profile (JSON text, NULL: none) would not let it start. */
-int lm_dmz_prepare(const char *seccomp_json, int preserve_fds, int *fd, struct lm_error *err);
+/* The launcher for a process of the container the spec describes: a sealed
+ * memfd (lm_dmz_open, above the preserved fds) started with execveat, or,
+ * when the seccomp profile does not allow execveat, with execve of its
+ * /proc/self/fd path (the config mounts a procfs at /proc); with neither,
+ * dmz->fd -1 and a warning. */
+int lm_dmz_prepare(const struct lm_spec *spec, int preserve_fds, struct lm_dmz *dmz, struct lm_error *err);
 
-/* Whether a linux.seccomp section (JSON text, NULL: none) lets the launcher
- * start: execveat must be allowed outright, by a rule without argument
- * conditions or by the default action.  A profile that denies it gets its
- * program exec'd directly, without the launcher. */
-bool lm_dmz_seccomp_ok(const char *seccomp_json);
+/* Whether a linux.seccomp section (JSON text, NULL: none) allows a system
+ * call outright, by a rule without argument conditions or by the default
+ * action. */
+bool lm_dmz_seccomp_allows(const char *seccomp_json, const char *syscall);

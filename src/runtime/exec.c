@@ -194,7 +194,7 @@ static void child_fail(int fd, const struct lm_error *err)
 
 static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm_cgroup *cg,
 		       const struct lm_process *proc, int console_fd, int preserve_fds,
-		       const struct lm_seccomp *seccomp, int dmz_fd)
+		       const struct lm_seccomp *seccomp, const struct lm_dmz *dmz)
 {
 	struct lm_error err;
 	lm_error_clear(&err);
@@ -221,7 +221,7 @@ static void exec_child(int status_fd, int pidfd, int join_flags, const struct lm
 	lm_process_reset_signals();
 	if (late && lm_seccomp_load(seccomp, &err) < 0)
 		child_fail(status_fd, &err);
-	lm_dmz_exec(dmz_fd, exe, proc->args, envp);
+	lm_dmz_exec(dmz, exe, proc->args, envp);
 	lm_err_sys(&err, "exec %s", proc->args[0]);
 	child_fail(status_fd, &err);
 }
@@ -249,8 +249,9 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	struct lm_process *proc = NULL;
 	struct lm_cgroup cg = {0};
 	struct lm_seccomp seccomp = {0};
+	struct lm_dmz dmz = {.fd = -1};
 	bool cg_open = false;
-	autofd pidfd = -1, console_fd = -1, own_pidns = -1, dmz_fd = -1;
+	autofd pidfd = -1, console_fd = -1, own_pidns = -1;
 	autofree char *config = NULL;
 	int pipefd[2] = {-1, -1};
 
@@ -282,7 +283,7 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	/* The container's filter applies to every process in it. */
 	if (spec->has_seccomp && lm_seccomp_prepare(spec->seccomp_json, o->root, &seccomp, err) < 0)
 		goto out;
-	if (lm_dmz_prepare(spec->has_seccomp ? spec->seccomp_json : NULL, o->preserve_fds, &dmz_fd, err) < 0)
+	if (lm_dmz_prepare(spec, o->preserve_fds, &dmz, err) < 0)
 		goto out;
 	if (proc->terminal && !o->console_socket) {
 		lm_err(err, EINVAL, "a terminal needs --console-socket");
@@ -340,7 +341,7 @@ int lm_container_exec(const struct lm_exec_opts *o, struct lm_exit *exit_info, s
 	if (pid == 0) {
 		close(pipefd[0]);
 		exec_child(pipefd[1], pidfd, join, &cg, proc, console_fd, o->preserve_fds,
-			   spec->has_seccomp ? &seccomp : NULL, dmz_fd);
+			   spec->has_seccomp ? &seccomp : NULL, &dmz);
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
@@ -398,6 +399,8 @@ out:
 		lm_cgroup_free(&cg);
 	lm_process_free(&own);
 	lm_seccomp_free(&seccomp);
+	if (dmz.fd >= 0)
+		close(dmz.fd);
 	lm_spec_free(spec);
 	lm_state_free(&st);
 	return ret;

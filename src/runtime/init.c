@@ -264,7 +264,7 @@ void lm_init_child(const struct lm_init_ctx *ctx)
 		dprintf(STDERR_FILENO, "lamina: %s\n", err.msg);
 		_exit(1);
 	}
-	lm_dmz_exec(ctx->dmz_fd, exe, ctx->spec->process.args, envp);
+	lm_dmz_exec(&ctx->dmz, exe, ctx->spec->process.args, envp);
 	int code = errno == ENOENT ? 127 : 126;
 	lm_err_sys(&err, "exec %s", ctx->spec->process.args[0]);
 	if (ctx->state_dirfd < 0)

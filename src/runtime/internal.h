@@ -9,6 +9,7 @@
 
 #include "runtime/cgroup.h"
 #include "runtime/container.h"
+#include "runtime/dmz.h"
 #include "runtime/seccomp.h"
 #include "runtime/spec.h"
 #include "util/error.h"
@@ -55,7 +56,7 @@ struct lm_init_ctx {
 	 * a network namespace made by the caller): their sysctls may be set */
 	bool joined_not_host[LM_NS__COUNT];
 	const struct lm_seccomp *seccomp; /* compiled by the parent, or NULL */
-	int dmz_fd;               /* the sealed launcher (runtime/dmz.h), or -1 */
+	struct lm_dmz dmz;        /* the sealed launcher (runtime/dmz.h) */
 };
 
 void lm_init_child(const struct lm_init_ctx *ctx) __attribute__((noreturn));

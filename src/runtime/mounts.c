@@ -167,7 +167,11 @@ static int remount_bind(int rootfd, const char *dest, unsigned long flags, struc
 	if (fd < 0)
 		return -1;
 	char target[64];
-	fd_path(target, sizeof(target), fd);
+	/* "/" needs no fd (nothing in it can be swapped), nor a /proc to name one */
+	if (!strcmp(dest, "/"))
+		snprintf(target, sizeof(target), "/");
+	else
+		fd_path(target, sizeof(target), fd);
 	if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags, NULL) == 0)
 		return 0;
 	if (errno == EPERM &&

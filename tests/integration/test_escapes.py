@@ -308,7 +308,8 @@ def spring_self_exe_trap(ct, rt, marker):
     assert_contained(rep, marker, rt, over)
 
 
-def test_exec_of_proc_self_exe_script(ct, monkeypatch):
+@pytest.mark.parametrize("profile", [None, "no-execveat"])
+def test_exec_of_proc_self_exe_script(ct, monkeypatch, profile):
     """CVE-2019-5736 as published: the image's /bin/sh is '#!/proc/self/exe', so when the
     operator runs `exec CONTAINER /bin/sh`, the kernel starts the interpreter
     /proc/self/exe of the runtime's exec process: the runtime binary itself, now running
@@ -318,7 +319,11 @@ def test_exec_of_proc_self_exe_script(ct, monkeypatch):
     /proc/PID/exe; once the runtime has exited, the attacker reopens it for writing.
     Defence: the runtime's last execve is of lamina-dmz from a sealed memfd made for
     that one process (src/runtime/dmz.h), which execs the program: /proc/self/exe is
-    then that sealed copy, never the host's file."""
+    then that sealed copy, never the host's file. With a seccomp profile that denies
+    execveat, the launcher is started through its /proc/self/fd path instead."""
+    if profile:
+        ct.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}]}
     rt, marker = self_exe_attacker(ct, monkeypatch)
     ct.exec("/bin/sh", "-c", "true")  # the operator's `exec CONTAINER sh`: fails, fine
     spring_self_exe_trap(ct, rt, marker)

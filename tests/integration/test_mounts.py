@@ -28,6 +28,19 @@ def test_readonly_root(ct):
     assert not (ct.rootfs / "newfile").exists()
 
 
+def test_readonly_root_without_proc(ct):
+    """A config with no procfs at all still gets its read-only root (the remount of "/"
+    needs no /proc/self/fd to name it)."""
+    ct.config["mounts"] = [m for m in ct.config["mounts"] if m["destination"] != "/proc"]
+    ct.linux["maskedPaths"] = []
+    ct.linux["readonlyPaths"] = []
+    ct.probe_args("write", "/newfile", "x")
+    res = ct.run()
+    assert res.returncode == 1
+    assert "Read-only file system" in res.stderr
+    assert not (ct.rootfs / "newfile").exists()
+
+
 def test_writable_root(ct):
     ct.config["root"]["readonly"] = False
     out = ct.probe()

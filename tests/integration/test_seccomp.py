@@ -274,17 +274,16 @@ def test_exec_is_filtered(ct):
 
 @pytest.mark.parametrize("action", ["SCMP_ACT_KILL_PROCESS", ERRNO])
 def test_profile_denying_execveat(ct, action):
-    """lamina's last execve is of its sealed launcher through execveat (test_escapes.py);
-    a profile that denies execveat (killing for it, even) still starts its program, exec'd
-    directly (with a warning that the launcher is off), at create/start, run and exec; and
-    the program's own execveat is denied as the profile says."""
+    """lamina's last execve is of its sealed launcher through execveat (test_escapes.py); a
+    profile that denies execveat (killing for it, even) still starts its program, at run and
+    exec: the launcher is then started through its /proc/self/fd path. The program's own
+    execveat is denied as the profile says."""
     ct.linux["seccomp"] = allow_all(deny(["execveat"]) if action == ERRNO else
                                     {"names": ["execveat"], "action": action})
     ct.probe_args("syscalls", "getpid")
     res = ct.run().check()
     assert [c["errno"] for c in res.json()] == [0]
-    if IS_LAMINA:
-        assert "does not allow execveat" in res.stderr
+    assert "execveat" not in res.stderr
     ct.start_sleeper(10)
     res = ct.exec("/probe", "syscalls", "getppid").check()
     assert [c["errno"] for c in res.json()] == [0]
@@ -292,6 +291,19 @@ def test_profile_denying_execveat(ct, action):
     if action == ERRNO and nr:
         res = ct.exec("/probe", "syscalls", f"{nr} -1 0 0 0 0").check()
         assert [c["errno"] for c in res.json()] == [EPERM]
+
+
+@lamina_only("the launcher's warning")
+def test_profile_denying_execveat_without_proc(ct):
+    """Without execveat and without a procfs at /proc the launcher cannot start: the program
+    is exec'd directly, and lamina says so."""
+    ct.linux["seccomp"] = allow_all(deny(["execveat"]))
+    ct.config["mounts"] = [m for m in ct.config["mounts"] if m["destination"] != "/proc"]
+    ct.linux["maskedPaths"] = []
+    ct.linux["readonlyPaths"] = []
+    ct.set_args("/bin/true")
+    res = ct.run().check()
+    assert "does not allow execveat and no procfs is mounted at /proc" in res.stderr
 
 
 @lamina_only("lamina's compiled-filter cache")

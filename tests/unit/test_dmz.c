@@ -80,13 +80,16 @@ static void test_memfd_is_sealed(void **state)
 	close(fd);
 }
 
-/* Run exe with argv through a fresh launcher in a child; its stdout and
- * stderr (merged) in out, its exit status returned. */
-static int launch(const char *exe, const char *const argv[], const char *const envp[], char *out, size_t size)
+/* Run exe with argv through a fresh launcher in a child (started with
+ * execveat, or through /proc/self/fd when via_proc); its stdout and stderr
+ * (merged) in out, its exit status returned. */
+static int launch_via(bool via_proc, const char *exe, const char *const argv[], const char *const envp[],
+		      char *out, size_t size)
 {
 	struct lm_error err;
 	int fd = lm_dmz_open(3, &err);
 	assert_ok(fd, err);
+	struct lm_dmz dmz = {.fd = fd, .via_proc = via_proc};
 	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	pid_t pid = fork();
@@ -94,7 +97,7 @@ static int launch(const char *exe, const char *const argv[], const char *const e
 	if (pid == 0) {
 		dup2(p[1], 1);
 		dup2(p[1], 2);
-		lm_dmz_exec(fd, exe, (char *const *)argv, (char *const *)envp);
+		lm_dmz_exec(&dmz, exe, (char *const *)argv, (char *const *)envp);
 		_exit(99); /* the launcher itself did not start */
 	}
 	close(p[1]);
@@ -109,6 +112,11 @@ static int launch(const char *exe, const char *const argv[], const char *const e
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	return WEXITSTATUS(status);
+}
+
+static int launch(const char *exe, const char *const argv[], const char *const envp[], char *out, size_t size)
+{
+	return launch_via(false, exe, argv, envp, out, size);
 }
 
 static void test_runs_the_program(void **state)
@@ -126,6 +134,14 @@ static void test_runs_the_program(void **state)
 
 	const char *exit7[] = {"sh", "-c", "exit 7", NULL};
 	assert_int_equal(launch("/bin/sh", exit7, envp, out, sizeof(out)), 7);
+	/* started through its /proc/self/fd path: the same, and the memfd does
+	 * not stay open in the program (close-on-exec) */
+	const char *fds[] = {"sh", "-c", "for f in /proc/$$/fd/*; do readlink $f; done | grep -c lamina-dmz; true", NULL};
+	assert_int_equal(launch_via(true, "/bin/sh", fds, envp, out, sizeof(out)), 0);
+	assert_string_equal(out, "0\n");
+	assert_int_equal(launch_via(true, "/bin/sh", argv, envp, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+	assert_int_equal(launch_via(true, "/bin/sh", exit7, envp, out, sizeof(out)), 7);
 }
 
 static void test_exec_errors_read_as_a_shells(void **state)
@@ -199,32 +215,64 @@ static void test_no_argv(void **state)
 static void test_seccomp_profiles(void **state)
 {
 	(void)state;
-	assert_true(lm_dmz_seccomp_ok(NULL));
-	assert_true(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ALLOW\"}"));
-	assert_true(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_LOG\"}"));
-	assert_true(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
-				      "{\"names\":[\"read\",\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\"}]}"));
-	assert_true(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
-				      "{\"names\":[\"mount\"],\"action\":\"SCMP_ACT_ERRNO\"}]}"));
-	assert_false(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
-				       "{\"names\":[\"execve\"],\"action\":\"SCMP_ACT_ALLOW\"}]}"));
-	assert_false(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
-				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_KILL\"}]}"));
-	assert_false(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+	assert_true(lm_dmz_seccomp_allows(NULL, "execveat"));
+	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\"}", "execveat"));
+	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_LOG\"}", "execveat"));
+	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+				      "{\"names\":[\"read\",\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execveat"));
+	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+				      "{\"names\":[\"mount\"],\"action\":\"SCMP_ACT_ERRNO\"}]}", "execveat"));
+	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+				       "{\"names\":[\"execve\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execveat"));
+	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_KILL\"}]}", "execveat"));
+	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\","
-				       "\"args\":[{\"index\":4,\"value\":0,\"op\":\"SCMP_CMP_EQ\"}]}]}"));
-	assert_false(lm_dmz_seccomp_ok("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+				       "\"args\":[{\"index\":4,\"value\":0,\"op\":\"SCMP_CMP_EQ\"}]}]}", "execveat"));
+	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\"},"
-				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ERRNO\"}]}"));
-	assert_false(lm_dmz_seccomp_ok("not json"));
+				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ERRNO\"}]}", "execveat"));
+	assert_false(lm_dmz_seccomp_allows("not json", "execveat"));
 
+	/* the rules are per syscall */
+	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+					  "{\"names\":[\"execve\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execve"));
+}
+
+static void test_prepare(void **state)
+{
+	(void)state;
+	char dest[] = "/proc", type[] = "proc";
+	char allow_but_execveat[] = "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+				    "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ERRNO\"}]}";
+	char deny_all[] = "{\"defaultAction\":\"SCMP_ACT_ERRNO\"}";
+	struct lm_mount proc = {.destination = dest, .type = type};
+	struct lm_spec spec = {0};
+	struct lm_dmz dmz = {.fd = 7};
 	struct lm_error err;
-	int fd = 7;
-	assert_ok(lm_dmz_prepare("{\"defaultAction\":\"SCMP_ACT_ERRNO\"}", 0, &fd, &err), err);
-	assert_int_equal(fd, -1);
-	assert_ok(lm_dmz_prepare(NULL, 5, &fd, &err), err);
-	assert_true(fd >= 8);
-	close(fd);
+	/* no profile: execveat */
+	assert_ok(lm_dmz_prepare(&spec, 5, &dmz, &err), err);
+	assert_true(dmz.fd >= 8);
+	assert_false(dmz.via_proc);
+	close(dmz.fd);
+	/* execveat denied, execve allowed, a procfs at /proc: through /proc/self/fd */
+	spec.has_seccomp = true;
+	spec.seccomp_json = allow_but_execveat;
+	spec.mounts = &proc;
+	spec.n_mounts = 1;
+	assert_ok(lm_dmz_prepare(&spec, 0, &dmz, &err), err);
+	assert_true(dmz.fd >= 3);
+	assert_true(dmz.via_proc);
+	close(dmz.fd);
+	/* no /proc: no launcher (with a warning) */
+	spec.n_mounts = 0;
+	assert_ok(lm_dmz_prepare(&spec, 0, &dmz, &err), err);
+	assert_int_equal(dmz.fd, -1);
+	/* execve not allowed outright either: no launcher */
+	spec.n_mounts = 1;
+	spec.seccomp_json = deny_all;
+	assert_ok(lm_dmz_prepare(&spec, 0, &dmz, &err), err);
+	assert_int_equal(dmz.fd, -1);
 }
 
 int main(void)
@@ -236,6 +284,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_self_exe_script_reaches_the_launcher, setup, teardown),
 		cmocka_unit_test(test_no_argv),
 		cmocka_unit_test(test_seccomp_profiles),
+		cmocka_unit_test(test_prepare),
 	};
 	return cmocka_run_group_tests_name("dmz", tests, NULL, NULL);
 }
