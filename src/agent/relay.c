@@ -40,6 +40,7 @@ struct relay {
 	struct relay_end ends[2];   /* 0: the client (upgraded HTTP), 1: the monitor */
 	struct MHD_UpgradeResponseHandle *urh;
 	bool shut_monitor;          /* the client's end passed on */
+	bool monitor_gone;          /* writing to the monitor failed: it closed */
 };
 
 static struct relay *relays;
@@ -130,15 +131,22 @@ void agent_relay_event(void *ptr, uint32_t events)
 	struct relay_end *other = e == &r->ends[0] ? &r->ends[1] : &r->ends[0];
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		fill_from(e, other);
-	if (flush_to(other) < 0 || flush_to(e) < 0) {
+	struct relay_end *client = &r->ends[0], *mon = &r->ends[1];
+	/* A client that is gone ends the relay.  A monitor that is gone (it
+	 * ended the session) takes nothing more from the client, but what it
+	 * sent before, its final frame included, still goes to the client. */
+	if (flush_to(client) < 0) {
 		relay_close(r);
 		return;
 	}
+	if (!r->monitor_gone && flush_to(mon) < 0)
+		r->monitor_gone = true;
+	if (r->monitor_gone)
+		mon->off = mon->len = 0;
 	/* the client closed its side: what it sent still goes to the monitor,
 	 * then the monitor sees the end too (an exec's stdin closes) and the
 	 * output goes on; the monitor ending the session (after its final
 	 * frame) ends the relay once that is delivered */
-	struct relay_end *client = &r->ends[0], *mon = &r->ends[1];
 	if (client->eof && !r->shut_monitor && mon->off == mon->len) {
 		shutdown(mon->fd, SHUT_WR);
 		r->shut_monitor = true;

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -309,6 +310,61 @@ def test_attach_and_exec_sessions(agent):
         st, body = agent.api("POST", "/v1/containers/sess/exec", bad, headers=hdr)
         assert st == 400 and word in body["message"], (bad, body)
     assert agent.inspect("sess")["status"] == "running"
+
+
+def test_exec_output_and_exit_reach_a_late_reader(agent):
+    """An exec whose client reads late: the process writes more than the sockets hold,
+    exits, and the monitor sends the EXIT frame and closes, while part of the output
+    still waits in the agent's relay. The client then sends a frame (stdin): it can no
+    longer reach the monitor, but that must not drop what the relay holds for the
+    client; the client reads all of the output, then the exit code. (The relay used to
+    close both ends when a write to the closed monitor failed: exec -it sessions ended
+    without their exit status now and then.)"""
+    from test_monitor import EXIT, STDIN, STDOUT, frame
+    run_d(agent, "--name", "late", IMAGE, "sleep", "60")
+    size = 300000
+    body = json.dumps({"args": ["sh", "-c", f"head -c {size} /dev/zero; exit 3"], "stdin": True}).encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(15)
+    sock.connect(str(agent.sock))
+    sock.sendall(b"POST /v1/containers/late/exec HTTP/1.1\r\nHost: lamina\r\n"
+                 b"Connection: Upgrade\r\nUpgrade: lamina-stream\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    # not reading: wait for the process to be gone (its output is in the sockets and the relay)
+    def exec_gone():
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and f"head -c {size}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return False
+            except OSError:
+                pass
+        return True
+    wait_for(exec_gone, timeout=15, what="the exec'd process to exit")
+    time.sleep(0.2)  # the monitor's last frame and close (nothing to wait on from here)
+    sock.sendall(frame(STDIN, b"late input\n"))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            data = sock.recv(65536)
+            assert data, f"the session ended after {got} bytes of output, without the exit status"
+            buf += data
+    got, code = 0, None
+    while code is None:
+        need(8)
+        kind, n = struct.unpack(">B3xI", buf[:8])
+        need(8 + n)
+        payload, buf = buf[8:8 + n], buf[8 + n:]
+        if kind == STDOUT:
+            got += len(payload)
+        elif kind == EXIT:
+            code = json.loads(payload)["exit_code"]
+    sock.close()
+    assert (got, code) == (size, 3)
 
 
 def test_rm_running_needs_force(agent):
