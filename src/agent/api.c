@@ -709,8 +709,9 @@ static int exec_op(const struct ctr *c, const struct req *r, json_t **out, struc
 		snprintf(ids, sizeof(ids), "%u:%u", lu.uid, lu.gid);
 		lm_user_free(&lu);
 	}
-	*out = json_pack("{s:s, s:O, s:O, s:s?, s:s?, s:b, s:b, s:I, s:I}", "op", "exec", "args", args, "env",
-			 env ? env : json_array(), "user", ids[0] ? ids : NULL, "cwd", cwd, "tty", json_is_true(tty),
+	/* "o" takes the reference: the body's env is borrowed, a new array is ours */
+	*out = json_pack("{s:s, s:O, s:o, s:s?, s:s?, s:b, s:b, s:I, s:I}", "op", "exec", "args", args, "env",
+			 env ? json_incref(env) : json_array(), "user", ids[0] ? ids : NULL, "cwd", cwd, "tty", json_is_true(tty),
 			 "stdin", json_is_true(in), "rows", (json_int_t)json_integer_value(rows), "cols",
 			 (json_int_t)json_integer_value(cols));
 	rc = *out ? 0 : lm_err(err, ENOMEM, "out of memory");

@@ -206,8 +206,8 @@ int agent_create(struct agent *a, json_t *request, struct ctr **out, struct lm_e
 	prepared = true;
 	c->image_stop_signal = prep.run.stop_signal;
 	json_t *args = json_object_get(json_object_get(prep.run.config, "process"), "args");
-	json_t *doc = json_pack("{s:O, s:i, s:O}", "request", request, "image_stop_signal", prep.run.stop_signal,
-				"command", args ? args : json_array());
+	json_t *doc = json_pack("{s:O, s:i, s:o}", "request", request, "image_stop_signal", prep.run.stop_signal,
+				"command", args ? json_incref(args) : json_array());
 	c->rec.spec = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	c->rec.image = strdup(c->spec.image);
