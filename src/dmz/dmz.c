@@ -41,7 +41,7 @@ static long sys3(long n, long a, long b, long c)
 __asm__(".text\n.global _start\n.type _start,%function\n_start:\n"
 	"\tmov x29, #0\n\tmov x30, #0\n\tmov x0, sp\n\tbl dmz_main\n");
 #else
-#error "lamina-dmz: no system call stub for this architecture"
+#error "lamina-dmz: supports x86_64 and aarch64 only (no system call code for this architecture)"
 #endif
 
 __attribute__((noreturn)) void dmz_main(long *sp);

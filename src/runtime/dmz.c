@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,42 +83,6 @@ void lm_dmz_exec(const struct lm_dmz *dmz, const char *exe, char *const argv[], 
 	errno = saved;
 }
 
-/* The action libseccomp would take for a syscall with no rule of its own
- * beyond the ones named: allowed outright? */
-static bool allows(const char *action)
-{
-	return action && (!strcmp(action, "SCMP_ACT_ALLOW") || !strcmp(action, "SCMP_ACT_LOG"));
-}
-
-bool lm_dmz_seccomp_allows(const char *seccomp_json, const char *syscall)
-{
-	if (!seccomp_json)
-		return true;
-	json_t *sc = json_loads(seccomp_json, 0, NULL);
-	if (!sc)
-		return false;
-	bool named = false, ok = true;
-	json_t *rule;
-	size_t i;
-	json_array_foreach(json_object_get(sc, "syscalls"), i, rule) {
-		json_t *name;
-		size_t j;
-		bool match = false;
-		json_array_foreach(json_object_get(rule, "names"), j, name)
-			match |= json_is_string(name) && !strcmp(json_string_value(name), syscall);
-		if (!match)
-			continue;
-		named = true;
-		json_t *args = json_object_get(rule, "args");
-		if (!allows(json_string_value(json_object_get(rule, "action"))) || json_array_size(args))
-			ok = false;
-	}
-	if (!named)
-		ok = allows(json_string_value(json_object_get(sc, "defaultAction")));
-	json_decref(sc);
-	return ok;
-}
-
 static bool proc_mounted(const struct lm_spec *spec)
 {
 	for (size_t i = 0; i < spec->n_mounts; i++) {
@@ -134,9 +97,8 @@ int lm_dmz_prepare(const struct lm_spec *spec, int preserve_fds, struct lm_dmz *
 {
 	dmz->fd = -1;
 	dmz->via_proc = false;
-	const char *profile = spec->has_seccomp ? spec->seccomp_json : NULL;
-	if (!lm_dmz_seccomp_allows(profile, "execveat")) {
-		if (!proc_mounted(spec) || !lm_dmz_seccomp_allows(profile, "execve")) {
+	if (spec->seccomp_blocks_execveat) {
+		if (!proc_mounted(spec) || spec->seccomp_blocks_execve) {
 			lm_warn("the seccomp profile does not allow execveat and no procfs is mounted at /proc: "
 				"the program is exec'd without the sealed launcher (no protection against a "
 				"'#!/proc/self/exe' program)");

@@ -32,8 +32,3 @@ void lm_dmz_exec(const struct lm_dmz *dmz, const char *exe, char *const argv[], 
  * /proc/self/fd path (the config mounts a procfs at /proc); with neither,
  * dmz->fd -1 and a warning. */
 int lm_dmz_prepare(const struct lm_spec *spec, int preserve_fds, struct lm_dmz *dmz, struct lm_error *err);
-
-/* Whether a linux.seccomp section (JSON text, NULL: none) allows a system
- * call outright, by a rule without argument conditions or by the default
- * action. */
-bool lm_dmz_seccomp_allows(const char *seccomp_json, const char *syscall);

@@ -562,6 +562,34 @@ static void emit_range(struct stub *st, int max, int after)
 		emit(st, BPF_JMP | BPF_JGT | BPF_K, (uint32_t)max, TO_ENOSYS, after);
 }
 
+static bool allows_outright(const char *action)
+{
+	return action && (!strcmp(action, "SCMP_ACT_ALLOW") || !strcmp(action, "SCMP_ACT_LOG"));
+}
+
+bool lm_seccomp_allows(json_t *seccomp, const char *syscall)
+{
+	if (!seccomp)
+		return true;
+	bool named = false, ok = true;
+	json_t *rule;
+	size_t i;
+	json_array_foreach(json_object_get(seccomp, "syscalls"), i, rule) {
+		json_t *name;
+		size_t j;
+		bool match = false;
+		json_array_foreach(json_object_get(rule, "names"), j, name)
+			match |= json_is_string(name) && !strcmp(json_string_value(name), syscall);
+		if (!match)
+			continue;
+		named = true;
+		if (!allows_outright(json_string_value(json_object_get(rule, "action"))) ||
+		    json_array_size(json_object_get(rule, "args")))
+			ok = false;
+	}
+	return named ? ok : allows_outright(json_string_value(json_object_get(seccomp, "defaultAction")));
+}
+
 static bool needs_enosys_stub(uint32_t default_action)
 {
 	return default_action != SCMP_ACT_ALLOW && default_action != SCMP_ACT_LOG &&

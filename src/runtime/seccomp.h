@@ -39,6 +39,12 @@ struct lm_seccomp {
  * with ENOTSUP. */
 int lm_seccomp_check(json_t *seccomp, const char *path, struct lm_error *err);
 
+/* Whether a checked linux.seccomp object (NULL: none) allows a system call
+ * outright: by a rule naming it without argument conditions, or, with no
+ * rule naming it, by the default action (allow or log).  Any other rule or
+ * action naming it, even a conditional allow, counts as not outright. */
+bool lm_seccomp_allows(json_t *seccomp, const char *syscall);
+
 /* Check and compile a linux.seccomp object, without any cache. */
 int lm_seccomp_compile(json_t *seccomp, struct lm_seccomp *out, struct lm_error *err);
 

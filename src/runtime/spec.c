@@ -1601,6 +1601,8 @@ static int parse_seccomp(struct parser *p, json_t *v, struct lm_spec *spec)
 	if (!spec->seccomp_json)
 		return fail_oom(p);
 	spec->has_seccomp = true;
+	spec->seccomp_blocks_execveat = !lm_seccomp_allows(v, "execveat");
+	spec->seccomp_blocks_execve = !lm_seccomp_allows(v, "execve");
 	return 0;
 }
 

@@ -197,6 +197,9 @@ struct lm_spec {
 	char *mount_label;
 	bool has_seccomp;    /* linux.seccomp present (checked by lm_seccomp_check) */
 	char *seccomp_json;  /* the section as compact JSON with sorted keys (runtime/seccomp.h) */
+	/* the section does not allow these outright (lm_seccomp_allows): how
+	 * the sealed launcher is started (runtime/dmz.h) */
+	bool seccomp_blocks_execveat, seccomp_blocks_execve;
 	char *personality_domain; /* linux.personality.domain or NULL */
 };
 

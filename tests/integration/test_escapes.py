@@ -379,6 +379,18 @@ def test_no_host_fd_reaches_the_workload(ct, where, preserve):
     assert_untouched(hostdir)
 
 
+
+def cwd_escapes(n, res, marker):
+    """[(n, cwd, how)] when a probe run with cwd /proc/self/fd/n got out, else []; a
+    refused run must say why in one line."""
+    if res.returncode != 0:
+        one_line_error(res)
+        return []
+    rep = res.json()
+    if not rep["cwd"].startswith("/") or rep["marker_via"] or marker.exists():
+        return [(n, rep["cwd"], rep["marker_via"])]
+    return []
+
 def test_cwd_through_proc_self_fd_init(ct):
     """CVE-2024-21626: process.cwd = /proc/self/fd/N names whatever the runtime has open
     as fd N while it sets the container up (a host directory it leaked, its state
@@ -396,12 +408,8 @@ def test_cwd_through_proc_self_fd_init(ct):
         ct.process["cwd"] = f"/proc/self/fd/{n}"
         ct.write_config()
         res = run(with_leaked_fds(oci_cmd(ct, "run", "--bundle", ct.bundle, ct.id), keep, hostdir))
-        if res.returncode == 0:
-            rep = res.json()
-            if not rep["cwd"].startswith("/") or rep["marker_via"] or marker.exists():
-                escaped.append((n, rep["cwd"], rep["marker_via"]))
-        else:
-            one_line_error(res)
+        escaped += cwd_escapes(n, res, marker)
+        if res.returncode != 0:
             assert not ct.has_state()
     assert escaped == []
     assert not marker.exists()
@@ -423,12 +431,7 @@ def test_cwd_through_proc_self_fd_exec(ct):
     for n in range(3, 16):
         res = run(with_leaked_fds(oci_cmd(ct, "exec", "--cwd", f"/proc/self/fd/{n}", ct.id,
                                           *escape_cmd(marker=marker)), keep, hostdir))
-        if res.returncode == 0:
-            rep = res.json()
-            if not rep["cwd"].startswith("/") or rep["marker_via"] or marker.exists():
-                escaped.append((n, rep["cwd"], rep["marker_via"]))
-        else:
-            one_line_error(res)
+        escaped += cwd_escapes(n, res, marker)
     assert escaped == []
     assert not marker.exists()
     assert_untouched(hostdir)

@@ -10,7 +10,10 @@
 
 #include <sys/mman.h>
 
+#include <jansson.h>
+
 #include "runtime/dmz.h"
+#include "runtime/seccomp.h"
 
 #ifndef F_SEAL_EXEC
 #define F_SEAL_EXEC 0x0020
@@ -212,30 +215,42 @@ static void test_no_argv(void **state)
 	assert_string_equal(out, "lamina-dmz: nothing to run\n");
 }
 
+/* lm_seccomp_allows on a profile given as text (NULL: none); a text that
+ * does not parse allows nothing. */
+static bool allows(const char *text, const char *syscall)
+{
+	if (!text)
+		return lm_seccomp_allows(NULL, syscall);
+	json_t *sc = json_loads(text, 0, NULL);
+	bool ok = sc && lm_seccomp_allows(sc, syscall);
+	json_decref(sc);
+	return ok;
+}
+
 static void test_seccomp_profiles(void **state)
 {
 	(void)state;
-	assert_true(lm_dmz_seccomp_allows(NULL, "execveat"));
-	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\"}", "execveat"));
-	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_LOG\"}", "execveat"));
-	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+	assert_true(allows(NULL, "execveat"));
+	assert_true(allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\"}", "execveat"));
+	assert_true(allows("{\"defaultAction\":\"SCMP_ACT_LOG\"}", "execveat"));
+	assert_true(allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
 				      "{\"names\":[\"read\",\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execveat"));
-	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+	assert_true(allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
 				      "{\"names\":[\"mount\"],\"action\":\"SCMP_ACT_ERRNO\"}]}", "execveat"));
-	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+	assert_false(allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
 				       "{\"names\":[\"execve\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execveat"));
-	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+	assert_false(allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_KILL\"}]}", "execveat"));
-	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+	assert_false(allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\","
 				       "\"args\":[{\"index\":4,\"value\":0,\"op\":\"SCMP_CMP_EQ\"}]}]}", "execveat"));
-	assert_false(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
+	assert_false(allows("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ALLOW\"},"
 				       "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ERRNO\"}]}", "execveat"));
-	assert_false(lm_dmz_seccomp_allows("not json", "execveat"));
+	assert_false(allows("not json", "execveat"));
 
 	/* the rules are per syscall */
-	assert_true(lm_dmz_seccomp_allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+	assert_true(allows("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
 					  "{\"names\":[\"execve\"],\"action\":\"SCMP_ACT_ALLOW\"}]}", "execve"));
 }
 
@@ -243,9 +258,6 @@ static void test_prepare(void **state)
 {
 	(void)state;
 	char dest[] = "/proc", type[] = "proc";
-	char allow_but_execveat[] = "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":["
-				    "{\"names\":[\"execveat\"],\"action\":\"SCMP_ACT_ERRNO\"}]}";
-	char deny_all[] = "{\"defaultAction\":\"SCMP_ACT_ERRNO\"}";
 	struct lm_mount proc = {.destination = dest, .type = type};
 	struct lm_spec spec = {0};
 	struct lm_dmz dmz = {.fd = 7};
@@ -255,9 +267,10 @@ static void test_prepare(void **state)
 	assert_true(dmz.fd >= 8);
 	assert_false(dmz.via_proc);
 	close(dmz.fd);
-	/* execveat denied, execve allowed, a procfs at /proc: through /proc/self/fd */
+	/* execveat denied, execve allowed (as the parser marks such a profile),
+	 * a procfs at /proc: through /proc/self/fd */
 	spec.has_seccomp = true;
-	spec.seccomp_json = allow_but_execveat;
+	spec.seccomp_blocks_execveat = true;
 	spec.mounts = &proc;
 	spec.n_mounts = 1;
 	assert_ok(lm_dmz_prepare(&spec, 0, &dmz, &err), err);
@@ -270,7 +283,7 @@ static void test_prepare(void **state)
 	assert_int_equal(dmz.fd, -1);
 	/* execve not allowed outright either: no launcher */
 	spec.n_mounts = 1;
-	spec.seccomp_json = deny_all;
+	spec.seccomp_blocks_execve = true;
 	assert_ok(lm_dmz_prepare(&spec, 0, &dmz, &err), err);
 	assert_int_equal(dmz.fd, -1);
 }
