@@ -379,7 +379,6 @@ def test_no_host_fd_reaches_the_workload(ct, where, preserve):
     assert_untouched(hostdir)
 
 
-
 def cwd_escapes(n, res, marker):
     """[(n, cwd, how)] when a probe run with cwd /proc/self/fd/n got out, else []; a
     refused run must say why in one line."""
@@ -390,6 +389,7 @@ def cwd_escapes(n, res, marker):
     if not rep["cwd"].startswith("/") or rep["marker_via"] or marker.exists():
         return [(n, rep["cwd"], rep["marker_via"])]
     return []
+
 
 def test_cwd_through_proc_self_fd_init(ct):
     """CVE-2024-21626: process.cwd = /proc/self/fd/N names whatever the runtime has open
